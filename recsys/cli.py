@@ -1,0 +1,144 @@
+"""The ``recsys`` command line: data generation, loading and preparation, and the demo.
+
+Every command reads the project settings (environment / ``.env``) and prints what it did.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from recsys.config import Settings, get_settings
+from recsys.data.errors import RawDataError
+
+app = typer.Typer(help="RetailRocket recommender system.", no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Raw data: generate the synthetic twin, load, prepare.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+@data_app.command("generate")
+def generate(
+    scale: Annotated[str, typer.Option(help="tiny, small or full.")] = "small",
+    out: Annotated[Path | None, typer.Option(help="Output folder [default: the raw data folder].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 42,
+) -> None:
+    """Write the synthetic twin of the RetailRocket files."""
+    from recsys.data.synthetic import generate_twin
+
+    target = out or get_settings().raw_dir
+    console.print(f"Generating the [bold]{scale}[/] synthetic twin (seed {seed}) into {target}")
+    summary = generate_twin(target, scale=scale, seed=seed, progress=lambda msg: console.print(f"  {msg}"))
+    console.print(f"Done: {summary}")
+
+
+@data_app.command("load")
+def load(
+    raw_dir: Annotated[Path | None, typer.Option(help="Folder with the Kaggle files.")] = None,
+) -> None:
+    """Load the raw files into the tables category_tree, item_properties and events."""
+    settings = get_settings()
+    run_load(settings, raw_dir or settings.raw_dir)
+
+
+@data_app.command("prepare")
+def prepare(
+    as_of: Annotated[
+        datetime | None, typer.Option(help="Use only events and snapshots before this UTC time.")
+    ] = None,
+) -> None:
+    """Build the prepared tables items and interactions from the raw tables."""
+    run_prepare(get_settings(), as_of)
+
+
+@app.command()
+def demo(
+    scale: Annotated[
+        str, typer.Option(help="Scale of the synthetic twin when no raw files exist.")
+    ] = "small",
+) -> None:
+    """Run the pipeline on the embedded default: raw files (real or synthetic), load, prepare."""
+    settings = get_settings()
+    console.print(f"Database: {settings.db_url}\nObject store: {settings.store_url}")
+    from recsys.data.schema import RAW_TABLES
+    from recsys.data.sources import candidate_paths
+
+    raw_dir = settings.raw_dir
+    names = [name for table in RAW_TABLES for name in table.files]
+    if all(any(p.is_file() for p in candidate_paths(raw_dir, name)) for name in names):
+        console.print(f"Using the raw files found in {raw_dir}")
+    else:
+        generate(scale=scale, out=raw_dir, seed=42)
+    run_load(settings, raw_dir)
+    run_prepare(settings, None)
+
+
+def run_load(settings: Settings, raw_dir: Path) -> None:
+    """Load raw files with a progress bar and print a summary table."""
+    from recsys.data.loader import load_raw_data
+    from recsys.storage.database import create_db_engine
+
+    engine = create_db_engine(settings.db_url)
+    tasks: dict[str, TaskID] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[rows]:>12,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+
+        def on_progress(table: str, file: str, rows: int, done: int, total: int | None) -> None:
+            if file not in tasks:
+                tasks[file] = bar.add_task(f"{table} ← {file}", total=total, rows=0)
+            bar.update(tasks[file], completed=done, rows=rows)
+
+        try:
+            reports = load_raw_data(engine, raw_dir, progress=on_progress)
+        except RawDataError as exc:
+            raise _fail(f"{exc}\nNothing was loaded; the database is unchanged.") from exc
+    summary = Table(title="Raw tables loaded")
+    for column in ("table", "rows", "duplicates dropped", "seconds"):
+        summary.add_column(column, justify="right" if column != "table" else "left")
+    for report in reports:
+        summary.add_row(
+            report.table, f"{report.rows_loaded:,}", f"{report.duplicates_dropped:,}", f"{report.seconds:.1f}"
+        )
+    console.print(summary)
+    for report in reports:
+        for example in report.duplicate_examples:
+            console.print(f"  duplicate in {report.table}: {example}")
+
+
+def run_prepare(settings: Settings, as_of: datetime | None) -> None:
+    """Prepare items and interactions and print a summary."""
+    from recsys.data.prepare import prepare_datasets
+    from recsys.storage.database import create_db_engine
+
+    engine = create_db_engine(settings.db_url)
+    console.print("Preparing items and interactions…")
+    try:
+        report = prepare_datasets(engine, settings.event_weights, settings.session_gap_minutes, as_of)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(
+        f"Prepared as of {report.as_of:%Y-%m-%d %H:%M:%S} UTC in {report.seconds:.1f} s: "
+        f"{report.n_items:,} items ({report.items_without_category:,} without category, "
+        f"{report.categories_missing_from_tree} categories missing from the tree), "
+        f"{report.n_interactions:,} interactions of {report.n_users:,} users."
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,114 @@
+"""One configuration object for the whole project, read from the environment and ``.env``.
+
+Every variable is prefixed with ``RECSYS_`` and documented in ``.env.example``. The defaults
+describe the *embedded* setup: a SQLite file and a local folder object store under
+``RECSYS_DATA_DIR``, so that the pipeline runs on a laptop without any server.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EventWeights(BaseModel):
+    """Confidence given to each event type when it becomes an interaction.
+
+    Set with ``RECSYS_EVENT_WEIGHTS__VIEW`` / ``__ADDTOCART`` / ``__TRANSACTION``.
+    """
+
+    view: float = Field(1.0, gt=0)
+    addtocart: float = Field(4.0, gt=0)
+    transaction: float = Field(8.0, gt=0)
+
+    def as_dict(self) -> dict[str, float]:
+        """Weights keyed by the raw ``event`` value."""
+        return {"view": self.view, "addtocart": self.addtocart, "transaction": self.transaction}
+
+
+class Settings(BaseSettings):
+    """Project settings; see ``.env.example`` for every variable and its meaning."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECSYS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    # Where the embedded defaults live (SQLite database, local object store, raw files).
+    data_dir: Path = Path("data")
+    # Folder with the RetailRocket files; defaults to ``<data_dir>/raw``.
+    raw_data_dir: Path | None = None
+
+    # SQLAlchemy URL; defaults to ``sqlite:///<data_dir>/recsys.sqlite3``.
+    database_url: str | None = None
+    # ``s3://bucket/prefix`` or a local folder; defaults to ``<data_dir>/object_store``.
+    object_store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+
+    # Defaults to a SQLite store under data_dir.
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "retailrocket_recsys"
+
+    telegram_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
+
+    service_host: str = "0.0.0.0"
+    service_port: int = Field(8081, ge=1, le=65535)
+    api_key: SecretStr | None = None
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+
+    n_default_recommendations: int = Field(100, ge=1)
+    n_personalized_recommendations: int = Field(100, ge=1)
+    n_similar_items: int = Field(20, ge=1)
+    max_k: int = Field(100, ge=1)
+
+    event_weights: EventWeights = Field(default_factory=EventWeights)
+    # A visitor's session ends after this many minutes without an event.
+    session_gap_minutes: int = Field(30, ge=1)
+
+    @model_validator(mode="after")
+    def _derive_embedded_defaults(self) -> Settings:
+        if self.raw_data_dir is None:
+            self.raw_data_dir = self.data_dir / "raw"
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'recsys.sqlite3'}"
+        if self.object_store_url is None:
+            self.object_store_url = str(self.data_dir / "object_store")
+        if self.mlflow_tracking_uri is None:
+            self.mlflow_tracking_uri = f"sqlite:///{self.data_dir / 'mlflow.sqlite3'}"
+        return self
+
+    # The validator above fills these; the properties give callers non-optional types.
+    @property
+    def raw_dir(self) -> Path:
+        """Folder with the raw RetailRocket files."""
+        assert self.raw_data_dir is not None
+        return self.raw_data_dir
+
+    @property
+    def db_url(self) -> str:
+        """SQLAlchemy URL of the project database."""
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def store_url(self) -> str:
+        """URL of the object store (``s3://bucket/prefix`` or a folder)."""
+        assert self.object_store_url is not None
+        return self.object_store_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

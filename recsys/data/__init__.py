@@ -1,0 +1,1 @@
+"""RetailRocket raw data: file formats, validation, loading, the synthetic twin and preparation."""

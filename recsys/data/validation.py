@@ -1,0 +1,176 @@
+"""Checking raw RetailRocket files block by block, with errors that name file, line and field.
+
+The fast path parses a block with pyarrow and checks whole columns at once. When pyarrow
+itself rejects a block (wrong number of fields, bytes that are not UTF-8) it does not say
+where, so the block is walked line by line to name the exact line: that slow walk only
+happens on the way to an error.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from recsys.data.errors import RawDataError
+from recsys.data.schema import ColumnKind, RawColumn, RawTable
+
+# Unix epoch milliseconds between 2001-09-09 and 2286-11-20: 13 digits. A 10-digit value is
+# almost certainly seconds, the most common mistake when files are re-exported.
+MIN_TIMESTAMP_MS = 1_000_000_000_000
+MAX_TIMESTAMP_MS = 9_999_999_999_999
+_DIGITS = r"^[0-9]{1,18}$"  # non-negative and fits int64
+
+
+def check_header(header: bytes, table: RawTable, path: Path) -> None:
+    """Check that the header line names exactly the expected columns, in order."""
+    try:
+        text = header.decode("utf-8").removeprefix("\ufeff").strip()
+    except UnicodeDecodeError as exc:
+        raise RawDataError(path, f"header is not valid UTF-8 ({exc.reason})", line=1) from exc
+    found = [name.strip() for name in next(csv.reader([text]))]
+    expected = table.column_names
+    if found == expected:
+        return
+    duplicated = [name for name, count in Counter(found).items() if count > 1]
+    if duplicated:
+        problem = f"duplicate column(s) {', '.join(map(repr, duplicated))} in header {found}"
+    elif set(found) == set(expected):
+        problem = f"columns in the wrong order: expected {expected}, found {found}"
+    else:
+        missing = [name for name in expected if name not in found]
+        extra = [name for name in found if name not in expected]
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(map(repr, missing))}")
+        if extra:
+            parts.append(f"unexpected column(s) {', '.join(map(repr, extra))}")
+        problem = f"{'; '.join(parts)} (expected header {','.join(expected)})"
+    raise RawDataError(path, problem, line=1)
+
+
+def parse_block(block: bytes, table: RawTable, path: Path, first_line: int) -> pa.Table:
+    """Parse a block of whole lines into a table of string columns.
+
+    Parameters
+    ----------
+    block : bytes
+        Whole CSV lines without the header.
+    table : RawTable
+        What the file should hold.
+    path : Path
+        The file, for error messages.
+    first_line : int
+        Line number (1-based, header = 1) of the block's first line.
+    """
+    names = table.column_names
+    try:
+        return pa_csv.read_csv(
+            pa.py_buffer(block),
+            read_options=pa_csv.ReadOptions(column_names=names, use_threads=True),
+            parse_options=pa_csv.ParseOptions(ignore_empty_lines=False, newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        _raise_first_malformed_line(block, table, path, first_line)
+        raise RawDataError(path, f"cannot be parsed as CSV: {exc}") from exc
+
+
+def _raise_first_malformed_line(block: bytes, table: RawTable, path: Path, first_line: int) -> None:
+    expected = len(table.columns)
+    for offset, raw_line in enumerate(block.split(b"\n")[:-1]):
+        line = first_line + offset
+        try:
+            text = raw_line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RawDataError(
+                path, f"bytes that are not UTF-8 at column {exc.start + 1} ({exc.reason})", line=line
+            ) from exc
+        fields = next(csv.reader([text.rstrip("\r")]), [])
+        if len(fields) != expected:
+            problem = (
+                "empty line"
+                if not text.strip()
+                else f"{len(fields)} field(s) instead of {expected} (truncated or shifted line?): "
+                f"{text[:120]!r}"
+            )
+            raise RawDataError(path, problem, line=line)
+
+
+def validate_block(block: pa.Table, table: RawTable, path: Path, first_line: int) -> None:
+    """Check every column of a parsed block; raise for the first bad row (lowest line)."""
+    # (row, position of the field, field, problem): the first row wins, then the leftmost field.
+    problems: list[tuple[int, int, str | None, str]] = []
+    blank = pc.equal(pc.binary_join_element_wise(*block.columns, ""), "")
+    row = _first_index(blank)
+    if row is not None:
+        problems.append((row, -1, None, "empty line"))
+    for position, column in enumerate(table.columns):
+        bad = _first_bad_row(block.column(column.name), column)
+        if bad is not None:
+            problems.append((bad[0], position, column.name, bad[1]))
+    if "transactionid" in table.column_names:
+        bad = _first_bad_transaction(block)
+        if bad is not None:
+            problems.append((bad[0], table.column_names.index("transactionid"), "transactionid", bad[1]))
+    if problems:
+        row, _, field, problem = min(problems, key=lambda p: p[:2])
+        raise RawDataError(path, problem, line=first_line + row, field=field)
+
+
+def _first_index(mask: pa.ChunkedArray | pa.Array) -> int | None:
+    """Index of the first True in a boolean array, or None."""
+    hits = np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
+    return int(hits[0]) if hits.size else None
+
+
+def _first_bad_row(values: pa.ChunkedArray, column: RawColumn) -> tuple[int, str] | None:
+    empty = pc.equal(pc.utf8_length(values), 0)
+    if column.kind is ColumnKind.INTEGER:
+        invalid = pc.invert(pc.match_substring_regex(values, _DIGITS))
+        if column.nullable:
+            invalid = pc.and_(invalid, pc.invert(empty))
+        row = _first_index(invalid)
+        if row is not None:
+            value = values[row].as_py()
+            what = "missing value" if value == "" else f"{value!r} is not a non-negative integer"
+            return row, what
+        if column.name == "timestamp":
+            stamps = pc.cast(values, pa.int64())
+            out_of_range = pc.or_(pc.less(stamps, MIN_TIMESTAMP_MS), pc.greater(stamps, MAX_TIMESTAMP_MS))
+            row = _first_index(out_of_range)
+            if row is not None:
+                return row, (
+                    f"{values[row].as_py()} is not a Unix time in milliseconds "
+                    "(expected 13 digits, e.g. 1433221332117)"
+                )
+        return None
+    if column.allowed is not None:
+        row = _first_index(pc.invert(pc.is_in(values, value_set=pa.array(column.allowed))))
+        if row is not None:
+            return row, f"unknown value {values[row].as_py()!r} (expected one of {', '.join(column.allowed)})"
+    if not (column.nullable or column.free_text):
+        row = _first_index(empty)
+        if row is not None:
+            return row, "missing value"
+    return None
+
+
+def _first_bad_transaction(block: pa.Table) -> tuple[int, str] | None:
+    is_transaction = pc.equal(block.column("event"), "transaction")
+    has_id = pc.greater(pc.utf8_length(block.column("transactionid")), 0)
+    row = _first_index(pc.and_(is_transaction, pc.invert(has_id)))
+    if row is not None:
+        return row, "a transaction without transactionid"
+    row = _first_index(pc.and_(pc.invert(is_transaction), has_id))
+    if row is not None:
+        event = block.column("event")[row].as_py()
+        return row, f"transactionid set on a {event!r} event (only transactions have one)"
+    return None

@@ -1,0 +1,1 @@
+"""Storage behind small interfaces: a SQL database (SQLAlchemy) and an object store."""

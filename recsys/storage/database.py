@@ -1,0 +1,92 @@
+"""SQL database access through SQLAlchemy: PostgreSQL in production, SQLite embedded.
+
+The same code path serves both. Two SQLite details are handled here once:
+the ``pysqlite`` driver's own transaction handling is switched off so that DDL
+(``DROP``/``CREATE``) is part of the surrounding transaction and rolls back with it, and
+the parent folder of a SQLite file is created on first use.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+
+def create_db_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with transactional DDL on every backend.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL, e.g. ``postgresql+psycopg2://user@host/db`` or ``sqlite:///data/x.sqlite3``.
+    **kwargs
+        Passed to :func:`sqlalchemy.create_engine`.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(url, **kwargs)
+
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _disable_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself so DDL is transactional (SQLAlchemy's documented recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def is_postgres(bind: Engine | Connection) -> bool:
+    """Whether ``bind`` talks to PostgreSQL (and so can use ``COPY``)."""
+    return bind.dialect.name == "postgresql"
+
+
+def replace_table(conn: Connection, table: sa.Table) -> None:
+    """Drop ``table`` if it exists and create it again, inside the caller's transaction."""
+    table.drop(conn, checkfirst=True)
+    table.create(conn)
+
+
+def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame, chunk_rows: int = 100_000) -> None:
+    """Append a data frame to ``table`` fast: ``COPY`` on PostgreSQL, ``executemany`` elsewhere.
+
+    The frame's columns must be the table's column names; missing values become NULL.
+    """
+    columns = [c.name for c in table.columns if c.name in frame.columns]
+    if is_postgres(conn):
+        arrow = pa.Table.from_pandas(frame[columns], preserve_index=False)
+        buffer = io.BytesIO()
+        pa_csv.write_csv(arrow, buffer, pa_csv.WriteOptions(include_header=False))
+        buffer.seek(0)
+        names = ", ".join(f'"{name}"' for name in columns)
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        cursor: Any = dbapi.cursor()
+        try:
+            cursor.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)', buffer)
+        finally:
+            cursor.close()
+        return
+    for start in range(0, len(frame), chunk_rows):
+        chunk = frame.iloc[start : start + chunk_rows][columns].astype(object)
+        records = chunk.where(chunk.notna(), None).to_dict("records")
+        conn.execute(table.insert(), records)
