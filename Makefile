@@ -5,9 +5,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: venv demo test lint typecheck clean-data
+RECTOOLS_VENV ?= .venv-rectools
+RECTOOLS_STAMP := $(RECTOOLS_VENV)/.installed
+
+.PHONY: venv venv-rectools demo test lint clean-data
 
 venv: $(STAMP)
+
+# RecTools pins numpy<2 / pandas<3, so it gets its own environment (metric agreement, baselines).
+venv-rectools: $(RECTOOLS_STAMP)
+
+$(RECTOOLS_STAMP): requirements-rectools.txt $(STAMP)
+	@test -x $(RECTOOLS_VENV)/bin/python || $(PYTHON) -m venv $(RECTOOLS_VENV)
+	$(BIN)/uv pip install --quiet --python $(RECTOOLS_VENV)/bin/python -r requirements-rectools.txt
+	@touch $@
 
 # uv installs the pinned stack in seconds; constraints.txt pins every transitive package.
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -20,7 +31,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 demo: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/recsys demo
 
-test: $(STAMP)
+test: $(STAMP) $(RECTOOLS_STAMP)
 	bash dev_scripts/ensure_test_services.sh
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
 

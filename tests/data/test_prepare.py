@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from recsys.config import EventWeights
 from recsys.data.loader import load_raw_data
 from recsys.data.prepare import INTERACTIONS, ITEMS, category_ancestry, prepare_datasets, to_epoch_ms
+from recsys.data.readers import read_interactions, read_items
 from tests.data.raw_files import write_raw_files
 
 WEEK1 = to_epoch_ms(datetime(2015, 6, 7, 3))
@@ -141,3 +142,21 @@ def test_category_ancestry_handles_unknown_parents_and_cycles() -> None:
     cyclic = pd.DataFrame({"categoryid": [1, 2, 3], "parentid": [None, 3, 2]})
     with pytest.raises(ValueError, match="cycle through categories"):
         category_ancestry(cyclic)
+
+
+def test_readers_return_typed_frames(loaded: Engine) -> None:
+    prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 30))
+    interactions = read_interactions(loaded, since=datetime(2015, 6, 8, 12, 30))
+    assert interactions["datetime"].is_monotonic_increasing
+    assert str(interactions["datetime"].dtype).startswith("datetime64")
+    assert interactions["item_id"].tolist() == [200, 100, 400, 100]
+    assert read_interactions(loaded, before=datetime(2015, 6, 8, 12, 1))["user_id"].tolist() == [7]
+    items = read_items(loaded)
+    assert items["item_id"].tolist() == [100, 200, 300, 400]
+    assert str(items["category_id"].dtype) == "Int64"
+    assert str(items["available"].dtype) == "boolean"
+
+
+def test_readers_explain_a_missing_table(db_engine: Engine) -> None:
+    with pytest.raises(ValueError, match="run `recsys data prepare`"):
+        read_interactions(db_engine)

@@ -1,0 +1,131 @@
+"""The training data every model sees: encoded interactions, the item catalogue, a sparse matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.models.encoders import IdEncoder
+
+PURCHASE_EVENTS = ("transaction",)
+
+
+@dataclass
+class InteractionData:
+    """Interactions of one time window, encoded, with the item catalogue as of its end.
+
+    Attributes
+    ----------
+    interactions : DataFrame
+        ``user_id``, ``item_id``, ``event``, ``weight``, ``datetime`` plus the codes
+        ``user_code`` and ``item_code``.
+    items : DataFrame
+        The catalogue (prepared ``items``) indexed by ``item_id``.
+    users, item_codes : IdEncoder
+        Encoders of users and items that occur in ``interactions``.
+    now : Timestamp
+        End of the window: ages and time decay are measured from here.
+    """
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: IdEncoder
+    item_codes: IdEncoder
+    now: pd.Timestamp
+
+    @classmethod
+    def build(
+        cls, interactions: pd.DataFrame, items: pd.DataFrame, now: pd.Timestamp | None = None
+    ) -> InteractionData:
+        """Encode a window of interactions.
+
+        Raises
+        ------
+        ValueError
+            If the window holds no interactions (nothing can be trained on it).
+        """
+        if interactions.empty:
+            raise ValueError("the training window holds no interactions: widen it or prepare more data")
+        users = IdEncoder.fit("user", interactions["user_id"].to_numpy())
+        item_codes = IdEncoder.fit("item", interactions["item_id"].to_numpy())
+        frame = interactions.copy()
+        frame["user_code"] = users.transform(frame["user_id"].to_numpy())
+        frame["item_code"] = item_codes.transform(frame["item_id"].to_numpy())
+        catalogue = items.set_index("item_id") if "item_id" in items.columns else items
+        end = now if now is not None else pd.Timestamp(frame["datetime"].max()) + pd.Timedelta(milliseconds=1)
+        return cls(interactions=frame, items=catalogue, users=users, item_codes=item_codes, now=end)
+
+    @property
+    def n_users(self) -> int:
+        """Users in the window."""
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        """Items with interactions in the window."""
+        return len(self.item_codes)
+
+    def matrix(self, events: tuple[str, ...] | None = None) -> sp.csr_matrix:
+        """Users × items matrix of summed weights (of the given events only, if set)."""
+        frame = self.interactions
+        if events is not None:
+            frame = frame[frame["event"].isin(events)]
+        return sp.csr_matrix(
+            (frame["weight"].to_numpy(dtype=np.float32), (frame["user_code"], frame["item_code"])),
+            shape=(self.n_users, self.n_items),
+            dtype=np.float32,
+        )
+
+    def purchases(self) -> sp.csr_matrix:
+        """Users × items matrix marking what each user has bought (used to filter)."""
+        return self.matrix(PURCHASE_EVENTS)
+
+    def is_unavailable(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Whether each item's latest availability is 0 (unknown items count as available)."""
+        available = self.items["available"].reindex(np.asarray(item_ids, dtype=np.int64))
+        unavailable: npt.NDArray[np.bool_] = available.eq(False).fillna(False).to_numpy(dtype=bool)
+        return unavailable
+
+    def exclude(self, scored: pd.DataFrame, bought: bool = True, unavailable: bool = True) -> pd.DataFrame:
+        """Drop ``user_id, item_id`` rows of items the user bought already and/or unavailable items."""
+        if unavailable:
+            scored = scored[~self.is_unavailable(scored["item_id"].to_numpy())]
+        if bought:
+            purchases = self.interactions.loc[
+                self.interactions["event"] == "transaction", ["user_id", "item_id"]
+            ]
+            marked = scored.merge(
+                purchases.drop_duplicates().assign(_bought=True), on=["user_id", "item_id"], how="left"
+            )
+            scored = marked.loc[marked["_bought"].isna(), list(scored.columns)]
+        return scored
+
+    def user_item_frame(
+        self,
+        user_codes: npt.NDArray[np.int64],
+        item_codes: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.floating],
+    ) -> pd.DataFrame:
+        """Recommendations as a frame ``user_id, item_id, score, rank`` from code arrays (k per user).
+
+        ``item_codes`` and ``scores`` have shape (n_users, k); code -1 marks an empty slot.
+        """
+        k = item_codes.shape[1]
+        valid = item_codes >= 0
+        users = np.repeat(user_codes, k).reshape(item_codes.shape)
+        ranks = np.broadcast_to(np.arange(1, k + 1), item_codes.shape)
+        frame = pd.DataFrame(
+            {
+                "user_id": self.users.inverse(users[valid]),
+                "item_id": self.item_codes.inverse(item_codes[valid]),
+                "score": scores[valid].astype(np.float32),
+                "rank": ranks[valid].astype(np.int32),
+            }
+        )
+        # Empty slots inside a row would leave gaps in ranks: renumber.
+        frame["rank"] = frame.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
+        return frame

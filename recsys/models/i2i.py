@@ -1,0 +1,98 @@
+"""Item-to-item recommendations for users: neighbours of the items they touched last.
+
+A user's most recent distinct items each vote for their co-visited neighbours with
+``similarity × 0.5 ** (position / recency_half_life)`` (position 0 = the latest item); votes
+are summed per candidate. Items already bought and unavailable items are left out, and so are
+the recent items themselves (re-showing them is the history source's job in the ranker).
+The same logic serves online events in the service (:func:`score_from_recent_items`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pydantic import Field
+
+from recsys.models.base import ModelConfig, Recommender
+from recsys.models.dataset import InteractionData
+from recsys.models.similar import covisitation_similar_items
+
+
+class ItemToItemConfig(ModelConfig):
+    """Settings of the user i2i model."""
+
+    n_recent: int = Field(10, ge=1)
+    recency_half_life: float = Field(3.0, gt=0)
+    n_similar: int = Field(30, ge=1)
+    max_session_items: int = Field(50, ge=2)
+    filter_bought: bool = True
+    available_only: bool = True
+
+
+def recent_items(history: pd.DataFrame, n_recent: int) -> pd.DataFrame:
+    """The ``n_recent`` latest distinct items per user: ``user_id, item_id, position`` (0 = latest)."""
+    latest = history.sort_values("datetime", ascending=False, kind="stable").drop_duplicates(
+        ["user_id", "item_id"]
+    )
+    latest = latest.assign(position=latest.groupby("user_id", sort=False).cumcount())
+    return latest.loc[latest["position"] < n_recent, ["user_id", "item_id", "position"]]
+
+
+def score_from_recent_items(
+    recent: pd.DataFrame, similar: pd.DataFrame, recency_half_life: float
+) -> pd.DataFrame:
+    """Summed neighbour votes ``user_id, item_id, score`` of each user's recent items (not ranked)."""
+    votes = recent.merge(similar[["item_id", "similar_item_id", "score"]], on="item_id")
+    votes["score"] = votes["score"] * np.exp2(-votes["position"] / recency_half_life)
+    scored = votes.groupby(["user_id", "similar_item_id"], sort=False, as_index=False)["score"].sum()
+    scored = scored.rename(columns={"similar_item_id": "item_id"})
+    # A recent item is not its own recommendation.
+    seen = recent[["user_id", "item_id"]].assign(_seen=True)
+    scored = scored.merge(seen, on=["user_id", "item_id"], how="left")
+    return scored.loc[scored["_seen"].isna(), ["user_id", "item_id", "score"]]
+
+
+def top_k(scored: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Best ``k`` rows per user by score, with ``rank`` (ties broken by item id)."""
+    ordered = scored.sort_values(
+        ["user_id", "score", "item_id"], ascending=[True, False, True], kind="stable"
+    )
+    ordered = ordered.assign(rank=ordered.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1)
+    return ordered[ordered["rank"] <= k].reset_index(drop=True)
+
+
+class ItemToItemModel(Recommender):
+    """Co-visitation neighbours of each user's recent items."""
+
+    kind = "i2i"
+    config_class = ItemToItemConfig
+    config: ItemToItemConfig
+
+    def __init__(self, config: ItemToItemConfig | None = None) -> None:
+        super().__init__(config)
+        self.similar = pd.DataFrame(columns=["item_id", "similar_item_id", "score", "rank"])
+
+    def _fit(self, data: InteractionData) -> None:
+        self.similar = covisitation_similar_items(data, self.config.n_similar, self.config.max_session_items)
+
+    def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
+        history = data.interactions[data.interactions["user_id"].isin(user_ids)]
+        scored = score_from_recent_items(
+            recent_items(history, self.config.n_recent), self.similar, self.config.recency_half_life
+        )
+        scored = data.exclude(
+            scored, bought=self.config.filter_bought, unavailable=self.config.available_only
+        )
+        return top_k(scored, k)
+
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        return {
+            column: self.similar[column].to_numpy()
+            for column in ("item_id", "similar_item_id", "score", "rank")
+        }
+
+    def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
+        self.similar = pd.DataFrame({name: values for name, values in state.items()})

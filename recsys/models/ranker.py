@@ -1,0 +1,196 @@
+"""Two-stage recommender: candidates from ALS, i2i, popularity and history, ranked by CatBoost.
+
+Training avoids leakage with a time split inside the training window: candidate models and
+features see only the interactions before the last ``label_days``; the add-to-cart and
+purchase pairs of those last days are the labels. After the ranker is trained, the candidate
+models are refitted on the whole window, so serving uses all the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from catboost import CatBoostRanker, Pool
+from pydantic import Field
+
+from recsys.evaluation.offline import RELEVANT_EVENTS
+from recsys.features.ranking import SOURCES, RankingFeatures
+from recsys.models.als import ALSConfig, ALSModel
+from recsys.models.base import ModelConfig, ModelError, Recommender
+from recsys.models.dataset import InteractionData
+from recsys.models.i2i import ItemToItemConfig, ItemToItemModel, recent_items
+from recsys.models.popular import PopularConfig, PopularModel
+from recsys.storage.object_store import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+class CatBoostConfig(ModelConfig):
+    """CatBoostRanker settings."""
+
+    loss_function: str = "YetiRank"
+    iterations: int = Field(300, ge=1)
+    learning_rate: float = Field(0.08, gt=0)
+    depth: int = Field(6, ge=1, le=16)
+    random_seed: int = 42
+    thread_count: int = 2
+
+
+class TwoStageConfig(ModelConfig):
+    """Candidate counts per source, the label window and the stage models' configs."""
+
+    n_als: int = Field(50, ge=0)
+    n_i2i: int = Field(50, ge=0)
+    n_popular: int = Field(30, ge=0)
+    n_history: int = Field(30, ge=0)
+    label_days: float = Field(7.0, gt=0)
+    users_per_batch: int = Field(20_000, ge=1)
+    als: ALSConfig = ALSConfig()
+    i2i: ItemToItemConfig = ItemToItemConfig()
+    popular: PopularConfig = PopularConfig()
+    ranker: CatBoostConfig = CatBoostConfig()
+
+
+class TwoStageModel(Recommender):
+    """Candidates from four sources, one CatBoost ranker on top."""
+
+    kind = "two_stage"
+    config_class = TwoStageConfig
+    config: TwoStageConfig
+
+    def __init__(self, config: TwoStageConfig | None = None) -> None:
+        super().__init__(config)
+        self.als = ALSModel(self.config.als)
+        self.i2i = ItemToItemModel(self.config.i2i)
+        self.popular = PopularModel(self.config.popular)
+        self.ranker: CatBoostRanker | None = None
+        self.feature_names: list[str] = []
+        self.training_report: dict[str, float] = {}
+
+    # -- candidates -------------------------------------------------------------------------
+    def candidates(self, user_ids: npt.NDArray[np.int64], data: InteractionData) -> pd.DataFrame:
+        """Union of the sources' proposals with ``<source>_score`` / ``<source>_rank`` columns."""
+        proposals = []
+        if self.config.n_als:
+            proposals.append(("als", self.als.recommend(user_ids, data, self.config.n_als)))
+        if self.config.n_i2i:
+            proposals.append(("i2i", self.i2i.recommend(user_ids, data, self.config.n_i2i)))
+        if self.config.n_popular:
+            proposals.append(("popular", self.popular.recommend(user_ids, data, self.config.n_popular)))
+        if self.config.n_history:
+            proposals.append(("history", self._history(user_ids, data)))
+        merged: pd.DataFrame | None = None
+        for source, frame in proposals:
+            part = frame[["user_id", "item_id", "score", "rank"]].rename(
+                columns={"score": f"{source}_score", "rank": f"{source}_rank"}
+            )
+            merged = part if merged is None else merged.merge(part, on=["user_id", "item_id"], how="outer")
+        assert merged is not None
+        for source in SOURCES:
+            for column in (f"{source}_score", f"{source}_rank"):
+                if column not in merged.columns:
+                    merged[column] = np.nan
+        return merged
+
+    def _history(self, user_ids: npt.NDArray[np.int64], data: InteractionData) -> pd.DataFrame:
+        """The user's own latest items (not bought, available), newest first."""
+        history = data.interactions[data.interactions["user_id"].isin(user_ids)]
+        recent = recent_items(history, self.config.n_history)
+        recent = data.exclude(recent, bought=True, unavailable=True)
+        return recent.assign(score=1.0 / (recent["position"] + 1), rank=recent["position"] + 1)
+
+    # -- training ---------------------------------------------------------------------------
+    def _fit_candidate_models(self, data: InteractionData) -> None:
+        for model in (self.als, self.i2i, self.popular):
+            model.fit(data)
+
+    def _fit(self, data: InteractionData) -> None:
+        label_start = data.now - pd.Timedelta(days=self.config.label_days)
+        frame = data.interactions
+        base_frame = frame[frame["datetime"] < label_start]
+        labels = frame.loc[(frame["datetime"] >= label_start) & frame["event"].isin(RELEVANT_EVENTS)]
+        if base_frame.empty or labels.empty:
+            raise ValueError(
+                f"the ranker needs interactions before and add-to-cart/purchase events after {label_start}: "
+                f"widen the training window or lower label_days ({self.config.label_days})"
+            )
+        base = InteractionData.build(
+            base_frame.drop(columns=["user_code", "item_code"]), data.items.reset_index(), now=label_start
+        )
+        self._fit_candidate_models(base)
+        gain = labels.assign(label=np.where(labels["event"] == "transaction", 2.0, 1.0))
+        gain = gain.groupby(["user_id", "item_id"], as_index=False)["label"].max()
+        users = gain["user_id"].unique()
+
+        features = RankingFeatures(base)
+        parts = []
+        for start in range(0, users.size, self.config.users_per_batch):
+            batch = users[start : start + self.config.users_per_batch]
+            candidates = self.candidates(batch, base).merge(gain, on=["user_id", "item_id"], how="left")
+            parts.append(features.build(candidates.fillna({"label": 0.0})))
+        train = pd.concat(parts, ignore_index=True)
+        n_positive_pairs = len(gain)
+        covered = int((train["label"] > 0).sum())
+        # Groups without a positive teach a ranking loss nothing.
+        useful = train.groupby("user_id")["label"].transform("max") > 0
+        train = train[useful].sort_values("user_id", kind="stable")
+        if train.empty:
+            raise ValueError("no label pair is among the candidates: the ranker cannot be trained")
+        self.feature_names = RankingFeatures.feature_columns(train)
+        settings = self.config.ranker.model_dump()
+        self.ranker = CatBoostRanker(**settings, verbose=False, allow_writing_files=False)
+        self.ranker.fit(Pool(train[self.feature_names], label=train["label"], group_id=train["user_id"]))
+        self.training_report = {
+            "label_pairs": float(n_positive_pairs),
+            "candidate_recall": covered / n_positive_pairs,
+            "train_rows": float(len(train)),
+            "train_groups": float(train["user_id"].nunique()),
+        }
+        logger.info("ranker trained: %s", self.training_report)
+        self._fit_candidate_models(data)
+
+    # -- serving ----------------------------------------------------------------------------
+    def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
+        if self.ranker is None:
+            raise ModelError("the two-stage model has no trained ranker")
+        features = RankingFeatures(data)
+        parts = []
+        for start in range(0, user_ids.size, self.config.users_per_batch):
+            batch = user_ids[start : start + self.config.users_per_batch]
+            built = features.build(self.candidates(batch, data))
+            built["score"] = self.ranker.predict(built[self.feature_names]).astype(np.float32)
+            ordered = built.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
+            ordered["rank"] = ordered.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
+            parts.append(ordered.loc[ordered["rank"] <= k, ["user_id", "item_id", "score", "rank"]])
+        return pd.concat(parts, ignore_index=True)
+
+    # -- persistence ------------------------------------------------------------------------
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        assert self.ranker is not None
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "ranker.cbm"
+            self.ranker.save_model(str(path))
+            blob = path.read_bytes()
+        return {
+            "ranker": np.frombuffer(blob, dtype=np.uint8),
+            "feature_names": np.array(self.feature_names),
+        }
+
+    def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
+        self.ranker = CatBoostRanker().load_model(blob=state["ranker"].tobytes())
+        self.feature_names = [str(name) for name in state["feature_names"]]
+
+    def _save_parts(self, store: ObjectStore, prefix: str) -> None:
+        for model in (self.als, self.i2i, self.popular):
+            model.save(store, f"{prefix}/{model.kind}")
+
+    def _load_parts(self, store: ObjectStore, prefix: str) -> None:
+        self.als = ALSModel.load(store, f"{prefix}/als")
+        self.i2i = ItemToItemModel.load(store, f"{prefix}/i2i")
+        self.popular = PopularModel.load(store, f"{prefix}/popular")

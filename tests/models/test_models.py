@@ -1,0 +1,196 @@
+"""Behaviour specific to each model, on the clustered window of conftest.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recsys.models.als import ALSConfig, ALSModel
+from recsys.models.dataset import InteractionData
+from recsys.models.i2i import ItemToItemModel, recent_items, score_from_recent_items
+from recsys.models.popular import PopularConfig, PopularModel
+from recsys.models.ranker import CatBoostConfig, TwoStageConfig, TwoStageModel
+from recsys.models.similar import covisitation_similar_items, merge_similar_items, top_n_per_row
+from tests.models.conftest import N_CLUSTERS, N_ITEMS
+
+PER_CLUSTER = N_ITEMS // N_CLUSTERS
+
+
+def cluster(item_ids: pd.Series | np.ndarray) -> np.ndarray:
+    return (np.asarray(item_ids) - 1000) // PER_CLUSTER
+
+
+def user_clusters(window: InteractionData) -> pd.Series:
+    return (
+        window.interactions.assign(c=cluster(window.interactions["item_id"])).groupby("user_id")["c"].first()
+    )
+
+
+def frame(rows: list[tuple[int, int, str, str]]) -> pd.DataFrame:
+    data = pd.DataFrame(rows, columns=["user_id", "item_id", "event", "datetime"])
+    data["datetime"] = pd.to_datetime(data["datetime"])
+    data["weight"] = data["event"].map({"view": 1.0, "addtocart": 4.0, "transaction": 8.0})
+    data["session_index"] = 0
+    return data
+
+
+def catalogue(ids: list[int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "item_id": ids,
+            "available": pd.array([True] * len(ids), dtype="boolean"),
+            "root_category_id": pd.array([i % 2 for i in ids], dtype="Int64"),
+        }
+    )
+
+
+def test_popularity_decays_with_time() -> None:
+    # Item 1: three views 30 days ago; item 2: one view yesterday.
+    rows = [(u, 1, "view", "2015-06-01") for u in (1, 2, 3)] + [(4, 2, "view", "2015-06-30")]
+    data = InteractionData.build(frame(rows), catalogue([1, 2]), now=pd.Timestamp("2015-07-01"))
+    decayed = PopularModel(PopularConfig(half_life_days=7)).fit(data).ranking(data)
+    plain = PopularModel(PopularConfig(half_life_days=None)).fit(data).ranking(data)
+    assert decayed["item_id"].tolist() == [2, 1]
+    assert plain["item_id"].tolist() == [1, 2]
+    assert plain["score"].tolist() == [3.0, 1.0]
+
+
+def test_popularity_weights_events_and_interleaves_categories() -> None:
+    rows = [
+        (1, 10, "view", "2015-06-01"),
+        (2, 10, "view", "2015-06-01"),
+        (3, 12, "view", "2015-06-01"),
+        (1, 11, "transaction", "2015-06-01"),
+        (4, 13, "view", "2015-06-01"),
+    ]
+    data = InteractionData.build(frame(rows), catalogue([10, 11, 12, 13]))
+    ranked = PopularModel(PopularConfig(half_life_days=None)).fit(data).ranking(data)
+    assert ranked["item_id"].tolist() == [11, 10, 12, 13]  # a purchase weighs 8 views
+
+
+def test_popularity_per_category_interleaves_root_categories() -> None:
+    # Root 0 (even ids) holds the three most popular items; root 1 has item 11.
+    rows = [
+        (u, item, "view", "2015-06-01")
+        for item, users in ((10, 3), (12, 2), (14, 2), (11, 1))
+        for u in range(users)
+    ]
+    data = InteractionData.build(frame(rows), catalogue([10, 11, 12, 14]))
+    plain = PopularModel(PopularConfig(half_life_days=None)).fit(data).ranking(data)
+    assert plain["item_id"].tolist() == [10, 12, 14, 11]
+    mixed = PopularModel(PopularConfig(half_life_days=None, per_category=True)).fit(data).ranking(data)
+    assert mixed["item_id"].tolist() == [10, 11, 12, 14]  # the best of each root first
+    assert mixed["rank"].tolist() == [1, 2, 3, 4]
+
+
+def test_als_learns_the_planted_clusters(window: InteractionData) -> None:
+    model = ALSModel(ALSConfig(factors=16, iterations=10)).fit(window)
+    recs = model.recommend(window.users.ids, window, k=5)
+    same = cluster(recs["item_id"]) == recs["user_id"].map(user_clusters(window)).to_numpy()
+    assert same.mean() > 0.9
+    similar = model.similar_items(np.array([1000, 1050]), n=5)
+    assert (cluster(similar["similar_item_id"]) == cluster(similar["item_id"])).mean() > 0.8
+    assert not (similar["item_id"] == similar["similar_item_id"]).any()
+
+
+def test_als_folds_in_a_user_unknown_at_training(window: InteractionData) -> None:
+    model = ALSModel(ALSConfig(factors=16, iterations=10)).fit(window)
+    newcomer = frame(
+        [
+            (99_999, 1000, "view", "2015-07-01"),
+            (99_999, 1001, "view", "2015-07-01"),
+            (99_999, 1002, "addtocart", "2015-07-01"),
+        ]
+    )
+    now = InteractionData.build(
+        pd.concat([window.interactions.iloc[:, :6], newcomer]), window.items.reset_index()
+    )
+    recs = model.recommend([99_999, 123_456], now, k=10)
+    assert set(recs["user_id"]) == {99_999}  # 123456 has no history anywhere: the caller falls back
+    assert (cluster(recs["item_id"]) == 0).mean() > 0.8
+
+
+def test_covisitation_pairs_items_seen_in_the_same_session() -> None:
+    rows = [
+        (1, 1, "view", "2015-06-01 10:00"),
+        (1, 2, "view", "2015-06-01 10:05"),
+        (2, 1, "view", "2015-06-01 11:00"),
+        (2, 2, "view", "2015-06-01 11:01"),
+        (2, 3, "view", "2015-06-01 11:02"),
+        (3, 4, "view", "2015-06-01 12:00"),
+    ]
+    data = InteractionData.build(frame(rows), catalogue([1, 2, 3, 4]))
+    similar = covisitation_similar_items(data, n=5)
+    of_1 = similar[similar["item_id"] == 1]
+    assert of_1["similar_item_id"].tolist() == [2, 3]
+    assert np.isclose(of_1["score"].iloc[0], 2 / np.sqrt(2 * 2))
+    assert 4 not in set(similar["item_id"])
+
+
+def test_bot_sessions_are_ignored_by_covisitation() -> None:
+    rows = [(1, item, "view", "2015-06-01 10:00") for item in range(1, 8)]
+    data = InteractionData.build(frame(rows), catalogue(list(range(1, 8))))
+    assert covisitation_similar_items(data, n=5, max_session_items=5).empty
+
+
+def test_top_n_per_row_keeps_the_largest() -> None:
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix(np.array([[0, 3, 1, 2], [5, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    rows, cols, values = top_n_per_row(matrix, 2)
+    assert rows.tolist() == [0, 0, 1]
+    assert cols.tolist() == [1, 3, 0]
+    assert values.tolist() == [3, 2, 5]
+
+
+def test_merged_similar_items_fill_from_the_fallback() -> None:
+    primary = pd.DataFrame({"item_id": [1], "similar_item_id": [2], "score": [0.9], "rank": [1]})
+    fallback = pd.DataFrame(
+        {"item_id": [1, 1, 1], "similar_item_id": [2, 3, 4], "score": [0.5, 0.4, 0.3], "rank": [1, 2, 3]}
+    )
+    merged = merge_similar_items(primary, fallback, n=2)
+    assert merged["similar_item_id"].tolist() == [2, 3]
+    assert merged["source"].tolist() == ["covisitation", "als"]
+
+
+def test_i2i_votes_favour_recent_items() -> None:
+    recent = pd.DataFrame({"user_id": [1, 1], "item_id": [10, 20], "position": [0, 3]})
+    similar = pd.DataFrame(
+        {"item_id": [10, 20, 20], "similar_item_id": [11, 21, 10], "score": [0.5, 0.9, 0.9]}
+    )
+    scored = score_from_recent_items(recent, similar, recency_half_life=3.0).set_index("item_id")["score"]
+    assert scored.index.tolist() == [11, 21]  # 10 is a recent item itself
+    assert np.isclose(scored[11], 0.5)
+    assert np.isclose(scored[21], 0.45)
+
+
+def test_recent_items_are_distinct_and_newest_first() -> None:
+    history = frame(
+        [(1, 5, "view", "2015-06-01"), (1, 6, "view", "2015-06-02"), (1, 5, "view", "2015-06-03")]
+    )
+    assert recent_items(history, 5)["item_id"].tolist() == [5, 6]
+
+
+def test_i2i_recommends_within_the_cluster(window: InteractionData) -> None:
+    recs = ItemToItemModel().fit(window).recommend(window.users.ids, window, k=5)
+    same = cluster(recs["item_id"]) == recs["user_id"].map(user_clusters(window)).to_numpy()
+    assert same.mean() > 0.9
+
+
+def test_two_stage_reports_candidate_recall_and_trains_on_the_past(window: InteractionData) -> None:
+    model = TwoStageModel(TwoStageConfig(ranker=CatBoostConfig(iterations=30))).fit(window)
+    report = model.training_report
+    assert 0 < report["candidate_recall"] <= 1
+    assert report["train_groups"] > 10
+    # The serving candidate models were refitted on the whole window.
+    assert model.als.trained_until == window.now
+    assert set(model.feature_names) >= {
+        "als_score",
+        "i2i_score",
+        "popular_rank",
+        "history_rank",
+        "price",
+        "category_share",
+        "root_days_since",
+        "item_trend",
+    }
