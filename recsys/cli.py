@@ -5,7 +5,7 @@ Every command reads the project settings (environment / ``.env``) and prints wha
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +20,8 @@ from recsys.data.errors import RawDataError
 app = typer.Typer(help="RetailRocket recommender system.", no_args_is_help=True, add_completion=False)
 data_app = typer.Typer(help="Raw data: generate the synthetic twin, load, prepare.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+pipeline_app = typer.Typer(help="The seven pipeline stages, without Airflow.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
 console = Console(stderr=True)
 
 
@@ -62,13 +64,58 @@ def prepare(
     run_prepare(get_settings(), as_of)
 
 
+@pipeline_app.command("run")
+def pipeline_run(
+    stages: Annotated[
+        list[str] | None, typer.Option("--stage", "-s", help="Stage to run (repeatable); default: all seven.")
+    ] = None,
+    moment: Annotated[
+        datetime | None,
+        typer.Option(help="The run's moment (UTC), like a DAG's data interval end [default: now]."),
+    ] = None,
+) -> None:
+    """Run pipeline stages in order with the same functions the Airflow DAGs call."""
+    run_pipeline(get_settings(), stages, moment)
+
+
+@pipeline_app.command("list")
+def pipeline_list() -> None:
+    """List the stages in run order."""
+    from recsys.pipeline.stages import STAGES
+
+    for number, name in enumerate(STAGES, start=1):
+        typer.echo(f"{number}. {name}")
+
+
+def run_pipeline(settings: Settings, stages: list[str] | None, moment: datetime | None) -> None:
+    """Run the chosen stages (all by default) and print a line per stage."""
+    import time
+
+    from recsys.pipeline.stages import STAGES, RunContext
+
+    chosen = stages or list(STAGES)
+    unknown = [name for name in chosen if name not in STAGES]
+    if unknown:
+        raise _fail(f"unknown stage(s) {unknown}; stages are: {', '.join(STAGES)}")
+    context = RunContext(settings, moment or datetime.now(UTC).replace(tzinfo=None))
+    for number, name in enumerate(chosen, start=1):
+        console.print(f"[bold][{number}/{len(chosen)}][/] {name}…")
+        started = time.perf_counter()
+        context.summary = {}
+        try:
+            summary = STAGES[name](context)
+        except (ValueError, LookupError, RuntimeError) as exc:
+            raise _fail(f"stage {name} failed: {exc}") from exc
+        console.print(f"      done in {time.perf_counter() - started:.1f} s: {summary}", highlight=False)
+
+
 @app.command()
 def demo(
     scale: Annotated[
         str, typer.Option(help="Scale of the synthetic twin when no raw files exist.")
     ] = "small",
 ) -> None:
-    """Run the pipeline on the embedded default: raw files (real or synthetic), load, prepare."""
+    """Run everything on the embedded default: raw files (real or synthetic), load, the seven stages."""
     settings = get_settings()
     console.print(f"Database: {settings.db_url}\nObject store: {settings.store_url}")
     from recsys.data.schema import RAW_TABLES
@@ -81,7 +128,7 @@ def demo(
     else:
         generate(scale=scale, out=raw_dir, seed=42)
     run_load(settings, raw_dir)
-    run_prepare(settings, None)
+    run_pipeline(settings, None, None)
 
 
 def run_load(settings: Settings, raw_dir: Path) -> None:

@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = "us-east-1"
 
-    # Defaults to a SQLite store under data_dir.
+    # The pipeline logs to MLflow only when this is set; the notebook falls back to a SQLite
+    # store under data_dir (see local_mlflow_uri).
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "retailrocket_recsys"
 
@@ -67,10 +68,20 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     cors_allowed_origins: list[str] = Field(default_factory=list)
 
+    # Rows published per user / item; the service's largest k is n_personalized_recommendations.
     n_default_recommendations: int = Field(100, ge=1)
-    n_personalized_recommendations: int = Field(100, ge=1)
+    n_personalized_recommendations: int = Field(30, ge=1)
     n_similar_items: int = Field(20, ge=1)
-    max_k: int = Field(100, ge=1)
+
+    # Pipeline windows, in days before the run's moment (the DAG's data interval end).
+    # Training uses this many days of interactions (None = everything before the moment).
+    training_window_days: int | None = Field(None, ge=1)
+    # Users with an event in this many days get personalised tables; others get defaults.
+    active_user_days: int = Field(30, ge=1)
+    # The last days of the training window that validate a retrained model (quality gate).
+    validation_days: int = Field(7, ge=1)
+    # Complete versions of each published table kept for slow readers.
+    keep_table_versions: int = Field(3, ge=1)
 
     event_weights: EventWeights = Field(default_factory=EventWeights)
     # A visitor's session ends after this many minutes without an event.
@@ -84,8 +95,6 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'recsys.sqlite3'}"
         if self.object_store_url is None:
             self.object_store_url = str(self.data_dir / "object_store")
-        if self.mlflow_tracking_uri is None:
-            self.mlflow_tracking_uri = f"sqlite:///{self.data_dir / 'mlflow.sqlite3'}"
         return self
 
     # The validator above fills these; the properties give callers non-optional types.
@@ -100,6 +109,11 @@ class Settings(BaseSettings):
         """SQLAlchemy URL of the project database."""
         assert self.database_url is not None
         return self.database_url
+
+    @property
+    def experiments_uri(self) -> str:
+        """Where experiments are logged: the configured tracking URI or a SQLite store under data_dir."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.sqlite3').resolve()}"
 
     @property
     def store_url(self) -> str:

@@ -1,0 +1,258 @@
+"""The seven pipeline stages, shared by the Airflow DAGs and the ``recsys pipeline run`` runner.
+
+Every stage takes a :class:`RunContext` (settings + the run's moment, i.e. the DAG's data
+interval end) and returns a small JSON-able summary (fit for XCom). Stages are idempotent:
+running one again for the same moment rebuilds the same tables from the same data. They read
+the prepared tables, save models to the object store and publish tables atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from recsys.config import Settings
+from recsys.data.prepare import prepare_datasets
+from recsys.data.readers import read_interactions, read_items
+from recsys.evaluation.offline import evaluate, time_split
+from recsys.models.als import ALSModel
+from recsys.models.base import Recommender
+from recsys.models.dataset import InteractionData
+from recsys.models.i2i import ItemToItemModel
+from recsys.models.popular import PopularModel
+from recsys.models.ranker import TwoStageModel
+from recsys.models.similar import covisitation_similar_items, merge_similar_items
+from recsys.publishing.registry import ModelRegistry, quality_gate
+from recsys.publishing.tables import publish_frame
+from recsys.storage.database import create_db_engine
+from recsys.storage.object_store import ObjectStore, open_object_store
+
+logger = logging.getLogger(__name__)
+
+GATE_METRIC = "ndcg@10"
+ALS_MODEL = "als"
+RANKER_MODEL = "two_stage"
+
+USER_RECS_COLUMNS: list[sa.Column[Any]] = [
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("item_id", sa.BigInteger, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+]
+DEFAULT_RECS_COLUMNS: list[sa.Column[Any]] = USER_RECS_COLUMNS[1:]
+SIMILAR_ITEMS_COLUMNS: list[sa.Column[Any]] = [
+    sa.Column("item_id", sa.BigInteger, nullable=False),
+    sa.Column("similar_item_id", sa.BigInteger, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+]
+
+
+@dataclass
+class RunContext:
+    """What a stage needs: settings and the moment the run describes (naive UTC)."""
+
+    settings: Settings
+    moment: datetime
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The project database."""
+        return create_db_engine(self.settings.db_url)
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        """The object store for models."""
+        return open_object_store(self.settings.store_url, self.settings)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        """Model versions in the object store."""
+        return ModelRegistry(self.store)
+
+    @cached_property
+    def window(self) -> InteractionData:
+        """Interactions of the training window ending at the run's moment (or the data's end)."""
+        with self.engine.connect() as conn:
+            last = conn.execute(sa.text("SELECT MAX(datetime) FROM interactions")).scalar()
+        if last is None:
+            raise ValueError("the interactions table is empty: run stage prepare_dataset first")
+        end = min(pd.Timestamp(self.moment), pd.Timestamp(last) + pd.Timedelta(milliseconds=1))
+        days = self.settings.training_window_days
+        since = None if days is None else (end - pd.Timedelta(days=days)).to_pydatetime()
+        frame = read_interactions(self.engine, since=since, before=end.to_pydatetime())
+        return InteractionData.build(frame, read_items(self.engine), now=end)
+
+    def active_users(self) -> np.ndarray:
+        """Users with an event in the last ``active_user_days`` of the window."""
+        data = self.window
+        recent = data.interactions["datetime"] >= data.now - pd.Timedelta(days=self.settings.active_user_days)
+        return np.unique(data.interactions.loc[recent, "user_id"].to_numpy())
+
+    def publish(self, name: str, frame: pd.DataFrame, columns: list[sa.Column[Any]], index: list[str]) -> int:
+        """Publish a table for the run's moment; returns its new version."""
+        published = publish_frame(
+            self.engine,
+            name,
+            frame,
+            columns,
+            as_of=self.moment,
+            keep_versions=self.settings.keep_table_versions,
+            indexes=[index],
+        )
+        self.summary[name] = {"version": published.version, "rows": published.rows}
+        return published.version
+
+
+# -- stage 1 -----------------------------------------------------------------------------------
+def prepare_dataset(ctx: RunContext) -> dict[str, Any]:
+    """Build the prepared ``items`` and ``interactions`` tables as of the run's moment."""
+    report = prepare_datasets(
+        ctx.engine, ctx.settings.event_weights, ctx.settings.session_gap_minutes, ctx.moment
+    )
+    return {"items": report.n_items, "interactions": report.n_interactions, "users": report.n_users}
+
+
+# -- stages 2 and 7: training with a quality gate ---------------------------------------------
+def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommender]) -> dict[str, Any]:
+    """Train on the window minus the validation days, compare with the model in service on the
+    same validation days, and if the candidate is at least as good, retrain it on the whole
+    window and promote it. A worse candidate is not saved: the working model keeps serving."""
+    data = ctx.window
+    split = time_split(
+        data.interactions.drop(columns=["user_code", "item_code"]), ctx.settings.validation_days
+    )
+    train = InteractionData.build(split.train, data.items.reset_index(), now=split.test_start)
+    candidate = factory().fit(train)
+    users = split.test_users
+    metrics = evaluate(candidate.recommend(users, train, 10), split).loc["all"].to_dict()
+    current = ctx.registry.current(name)
+    current_metrics = None
+    if current is not None:
+        _, in_service = ctx.registry.load_current(name)
+        current_metrics = evaluate(in_service.recommend(users, train, 10), split).loc["all"].to_dict()
+    promote, reason = quality_gate(metrics, current, GATE_METRIC, current_metrics)
+    result: dict[str, Any] = {"promoted": promote, "reason": reason, GATE_METRIC: metrics[GATE_METRIC]}
+    if promote:
+        version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        final = factory().fit(data)
+        ctx.registry.save(name, version, final, metrics)
+        ctx.registry.promote(name, version, metrics)
+        result["version"] = version
+    logger.info("%s training: %s", name, reason)
+    _log_to_mlflow(ctx, name, factory().config.model_dump(mode="json"), metrics, current_metrics, result)
+    return result
+
+
+def _log_to_mlflow(
+    ctx: RunContext,
+    name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    current_metrics: dict[str, float] | None,
+    result: dict[str, Any],
+) -> None:
+    """Record a retraining run when a tracking URI is configured."""
+    if not ctx.settings.mlflow_tracking_uri:
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(ctx.settings.mlflow_tracking_uri)
+    mlflow.set_experiment(ctx.settings.mlflow_experiment)
+    with mlflow.start_run(run_name=f"pipeline_{name}_{pd.Timestamp(ctx.moment):%Y%m%d}"):
+        mlflow.set_tags(
+            {"stage": f"train_{name}", "promoted": str(result["promoted"]), "reason": result["reason"]}
+        )
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics({f"candidate_{k.replace('@', '_at_')}": float(v) for k, v in metrics.items()})
+        if current_metrics is not None:
+            mlflow.log_metrics(
+                {f"current_{k.replace('@', '_at_')}": float(v) for k, v in current_metrics.items()}
+            )
+
+
+def train_als_model(ctx: RunContext) -> dict[str, Any]:
+    """Fit encoders and ALS on the window; save to the object store; promote if not worse."""
+    return _train_with_gate(ctx, ALS_MODEL, ALSModel)
+
+
+# -- stage 3 -----------------------------------------------------------------------------------
+def prepare_default_recommendations(ctx: RunContext) -> dict[str, Any]:
+    """Popular available items for cold users."""
+    ranking = PopularModel().fit(ctx.window).ranking(ctx.window, ctx.settings.n_default_recommendations)
+    if ranking.empty:
+        raise ValueError(
+            "no available item has interactions in the window: default recommendations would be empty"
+        )
+    ctx.publish("default_recommendations", ranking, DEFAULT_RECS_COLUMNS, ["rank"])
+    return ctx.summary
+
+
+# -- stages 4 and 5 ----------------------------------------------------------------------------
+def _publish_user_recommendations(ctx: RunContext, name: str, model: Recommender) -> dict[str, Any]:
+    users = ctx.active_users()
+    recs = model.recommend(users, ctx.window, ctx.settings.n_personalized_recommendations)
+    ctx.publish(name, recs, USER_RECS_COLUMNS, ["user_id"])
+    ctx.summary[name]["users"] = int(recs["user_id"].nunique())
+    return ctx.summary
+
+
+def prepare_personalized_recommendations(ctx: RunContext) -> dict[str, Any]:
+    """ALS recommendations for every active user, from the promoted ALS model."""
+    version, model = ctx.registry.load_current(
+        ALS_MODEL, stage_hint="stage train_als_model (DAG 2_train_als_model)"
+    )
+    ctx.summary["model_version"] = version.version
+    return _publish_user_recommendations(ctx, "personalized_recommendations", model)
+
+
+def prepare_i2i_recommendations(ctx: RunContext) -> dict[str, Any]:
+    """Neighbours of each active user's recent items."""
+    return _publish_user_recommendations(ctx, "i2i_recommendations", ItemToItemModel().fit(ctx.window))
+
+
+# -- stage 6 -----------------------------------------------------------------------------------
+def prepare_similar_items(ctx: RunContext) -> dict[str, Any]:
+    """Co-visited items of every item, completed with ALS neighbours when an ALS model exists."""
+    n = ctx.settings.n_similar_items
+    similar = covisitation_similar_items(ctx.window, n)
+    if ctx.registry.current(ALS_MODEL) is not None:
+        _, als = ctx.registry.load_current(ALS_MODEL)
+        assert isinstance(als, ALSModel)
+        similar = merge_similar_items(similar, als.similar_items(ctx.window.item_codes.ids, n), n)
+    else:
+        logger.warning("no ALS model yet: similar items come from co-visitation only")
+        similar = similar.assign(source="covisitation")
+    ctx.publish("similar_items", similar, SIMILAR_ITEMS_COLUMNS, ["item_id"])
+    return ctx.summary
+
+
+# -- stage 7 -----------------------------------------------------------------------------------
+def train_ranking_model_and_rank_recommendations(ctx: RunContext) -> dict[str, Any]:
+    """Train the two-stage ranker (with the quality gate), then publish ranked recommendations."""
+    ctx.summary["training"] = _train_with_gate(ctx, RANKER_MODEL, TwoStageModel)
+    _, ranker = ctx.registry.load_current(RANKER_MODEL)
+    return _publish_user_recommendations(ctx, "ranked_recommendations", ranker)
+
+
+STAGES: dict[str, Callable[[RunContext], dict[str, Any]]] = {
+    "prepare_dataset": prepare_dataset,
+    "train_als_model": train_als_model,
+    "prepare_default_recommendations": prepare_default_recommendations,
+    "prepare_personalized_recommendations": prepare_personalized_recommendations,
+    "prepare_i2i_recommendations": prepare_i2i_recommendations,
+    "prepare_similar_items": prepare_similar_items,
+    "train_ranking_model_and_rank_recommendations": train_ranking_model_and_rank_recommendations,
+}

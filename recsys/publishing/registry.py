@@ -1,0 +1,110 @@
+"""Versioned models in the object store, with a pointer to the one in service.
+
+Each trained model is saved under ``models/<name>/<version>/``; ``models/<name>/current.json``
+names the version readers use. Writing that one small object is the promotion, so a reader
+sees either the old or the new pointer, and a failed training run (which never reaches the
+promotion) leaves the working model in place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from recsys.models.base import ModelError, Recommender
+from recsys.storage.object_store import ObjectNotFoundError, ObjectStore
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A promoted model: its version, validation metrics and when it was promoted."""
+
+    name: str
+    version: str
+    metrics: dict[str, float]
+    promoted_at: str
+
+
+class ModelRegistry:
+    """Saves model versions and promotes one per name."""
+
+    def __init__(self, store: ObjectStore, root: str = "models") -> None:
+        self.store = store
+        self.root = root
+
+    def prefix(self, name: str, version: str) -> str:
+        """Object-store folder of a model version."""
+        return f"{self.root}/{name}/{version}"
+
+    def save(
+        self, name: str, version: str, model: Recommender, metrics: dict[str, float] | None = None
+    ) -> str:
+        """Save a trained model version (not yet promoted); returns its folder."""
+        prefix = self.prefix(name, version)
+        model.save(self.store, prefix)
+        self.store.put_bytes(f"{prefix}/metrics.json", json.dumps(metrics or {}, indent=2).encode())
+        return prefix
+
+    def current(self, name: str) -> ModelVersion | None:
+        """The promoted version of ``name``, or None if there is none yet."""
+        try:
+            pointer = json.loads(self.store.get_bytes(f"{self.root}/{name}/current.json"))
+        except ObjectNotFoundError:
+            return None
+        return ModelVersion(**pointer)
+
+    def promote(self, name: str, version: str, metrics: dict[str, float]) -> ModelVersion:
+        """Make ``version`` the one in service."""
+        if not self.store.exists(f"{self.prefix(name, version)}/model.json"):
+            where = self.store.url(self.prefix(name, version))
+            raise ModelError(f"cannot promote {name} {version}: no saved model at {where}")
+        promoted = ModelVersion(
+            name=name,
+            version=version,
+            metrics=metrics,
+            promoted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self.store.put_bytes(
+            f"{self.root}/{name}/current.json", json.dumps(asdict(promoted), indent=2).encode()
+        )
+        return promoted
+
+    def load_current(self, name: str, stage_hint: str = "") -> tuple[ModelVersion, Recommender]:
+        """The promoted model, loaded.
+
+        Raises
+        ------
+        ModelError
+            If no version has been promoted yet (``stage_hint`` names the stage that trains it).
+        """
+        promoted = self.current(name)
+        if promoted is None:
+            hint = f": run {stage_hint} first" if stage_hint else ""
+            raise ModelError(f"no {name} model has been published in {self.store.url(self.root)}{hint}")
+        return promoted, Recommender.load(self.store, self.prefix(name, promoted.version))
+
+    def versions(self, name: str) -> list[str]:
+        """Saved versions of ``name``, oldest first."""
+        keys = self.store.list(f"{self.root}/{name}")
+        return sorted({key.split("/")[-2] for key in keys if key.endswith("/model.json")})
+
+
+def quality_gate(
+    candidate: dict[str, float],
+    current: ModelVersion | None,
+    metric: str,
+    current_on_same_split: dict[str, Any] | None,
+) -> tuple[bool, str]:
+    """Whether the candidate should replace the current model, and why.
+
+    The comparison uses the current model's metric measured on the SAME validation split as the
+    candidate (``current_on_same_split``); without a current model the candidate wins.
+    """
+    if current is None or current_on_same_split is None:
+        return True, "no model in service yet"
+    new, old = candidate[metric], float(current_on_same_split[metric])
+    if new >= old:
+        return True, f"{metric} {new:.5f} >= {old:.5f} of version {current.version}"
+    return False, f"{metric} {new:.5f} < {old:.5f} of version {current.version}: keeping {current.version}"
