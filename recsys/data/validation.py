@@ -132,34 +132,48 @@ def _first_index(mask: pa.ChunkedArray | pa.Array) -> int | None:
 
 
 def _first_bad_row(values: pa.ChunkedArray, column: RawColumn) -> tuple[int, str] | None:
-    empty = pc.equal(pc.utf8_length(values), 0)
     if column.kind is ColumnKind.INTEGER:
-        invalid = pc.invert(pc.match_substring_regex(values, _DIGITS))
-        if column.nullable:
-            invalid = pc.and_(invalid, pc.invert(empty))
-        row = _first_index(invalid)
-        if row is not None:
-            value = values[row].as_py()
-            what = "missing value" if value == "" else f"{value!r} is not a non-negative integer"
-            return row, what
-        if column.name == "timestamp":
-            stamps = pc.cast(values, pa.int64())
-            out_of_range = pc.or_(pc.less(stamps, MIN_TIMESTAMP_MS), pc.greater(stamps, MAX_TIMESTAMP_MS))
-            row = _first_index(out_of_range)
-            if row is not None:
-                return row, (
-                    f"{values[row].as_py()} is not a Unix time in milliseconds "
-                    "(expected 13 digits, e.g. 1433221332117)"
-                )
-        return None
+        return _first_bad_integer(values, column)
     if column.allowed is not None:
         row = _first_index(pc.invert(pc.is_in(values, value_set=pa.array(column.allowed))))
         if row is not None:
             return row, f"unknown value {values[row].as_py()!r} (expected one of {', '.join(column.allowed)})"
     if not (column.nullable or column.free_text):
-        row = _first_index(empty)
+        row = _first_index(pc.equal(values, ""))
         if row is not None:
             return row, "missing value"
+    return None
+
+
+def _first_bad_integer(values: pa.ChunkedArray, column: RawColumn) -> tuple[int, str] | None:
+    """Casting is the fast check; only a failed cast pays for the regex that finds the row."""
+    present = (
+        pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values) if column.nullable else values
+    )
+    try:
+        numbers = pc.cast(present, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        numbers = None
+    if numbers is None:
+        invalid = pc.invert(pc.match_substring_regex(values, _DIGITS))
+        if column.nullable:
+            invalid = pc.and_(invalid, pc.not_equal(values, ""))
+        row = _first_index(invalid)
+        if row is not None:
+            value = values[row].as_py()
+            return row, "missing value" if value == "" else f"{value!r} is not a non-negative integer"
+        numbers = pc.cast(present, pa.int64())
+    row = _first_index(pc.fill_null(pc.less(numbers, 0), False))
+    if row is not None:
+        return row, f"{values[row].as_py()!r} is not a non-negative integer"
+    if column.name == "timestamp":
+        out_of_range = pc.or_(pc.less(numbers, MIN_TIMESTAMP_MS), pc.greater(numbers, MAX_TIMESTAMP_MS))
+        row = _first_index(out_of_range)
+        if row is not None:
+            return row, (
+                f"{values[row].as_py()} is not a Unix time in milliseconds "
+                "(expected 13 digits, e.g. 1433221332117)"
+            )
     return None
 
 

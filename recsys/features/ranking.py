@@ -123,4 +123,4 @@ class RankingFeatures:
     @staticmethod
     def feature_columns(frame: pd.DataFrame) -> list[str]:
         """The model's input columns of a built frame (everything but ids)."""
-        return [c for c in frame.columns if c not in ("user_id", "item_id", "label")]
+        return [c for c in frame.columns if c not in ("user_id", "item_id", "label", "group")]

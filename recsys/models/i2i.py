@@ -9,7 +9,7 @@ The same logic serves online events in the service (:func:`score_from_recent_ite
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ class ItemToItemConfig(ModelConfig):
     recency_half_life: float = Field(3.0, gt=0)
     n_similar: int = Field(30, ge=1)
     max_session_items: int = Field(50, ge=2)
+    covisit_by: Literal["session", "user"] = "session"
     filter_bought: bool = True
     available_only: bool = True
 
@@ -76,7 +77,9 @@ class ItemToItemModel(Recommender):
         self.similar = pd.DataFrame(columns=["item_id", "similar_item_id", "score", "rank"])
 
     def _fit(self, data: InteractionData) -> None:
-        self.similar = covisitation_similar_items(data, self.config.n_similar, self.config.max_session_items)
+        self.similar = covisitation_similar_items(
+            data, self.config.n_similar, self.config.max_session_items, self.config.covisit_by
+        )
 
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
         history = data.interactions[data.interactions["user_id"].isin(user_ids)]

@@ -1,8 +1,9 @@
 """Two-stage recommender: candidates from ALS, i2i, popularity and history, ranked by CatBoost.
 
-Training avoids leakage with a time split inside the training window: candidate models and
-features see only the interactions before the last ``label_days``; the add-to-cart and
-purchase pairs of those last days are the labels. After the ranker is trained, the candidate
+Training avoids leakage with time splits inside the training window: for each of
+``label_windows`` consecutive windows of ``label_days``, candidate models and features see
+only the interactions before the window, and the window's add-to-cart and purchase pairs
+are the labels. After the ranker is trained, the candidate
 models are refitted on the whole window, so serving uses all the data.
 """
 
@@ -47,9 +48,11 @@ class TwoStageConfig(ModelConfig):
 
     n_als: int = Field(50, ge=0)
     n_i2i: int = Field(50, ge=0)
-    n_popular: int = Field(30, ge=0)
-    n_history: int = Field(30, ge=0)
-    label_days: float = Field(7.0, gt=0)
+    n_popular: int = Field(50, ge=0)
+    n_history: int = Field(50, ge=0)
+    label_days: float = Field(14.0, gt=0)
+    # Consecutive label windows stacked into one training set (more groups to learn from).
+    label_windows: int = Field(5, ge=1)
     users_per_batch: int = Field(20_000, ge=1)
     als: ALSConfig = ALSConfig()
     i2i: ItemToItemConfig = ItemToItemConfig()
@@ -110,16 +113,16 @@ class TwoStageModel(Recommender):
         for model in (self.als, self.i2i, self.popular):
             model.fit(data)
 
-    def _fit(self, data: InteractionData) -> None:
-        label_start = data.now - pd.Timedelta(days=self.config.label_days)
+    def _label_window(self, data: InteractionData, label_end: pd.Timestamp) -> pd.DataFrame | None:
+        """Features and labels of one window: candidates from the data before ``label_days`` ending at
+        ``label_end``, labelled with that period's add-to-cart (1) and purchase (2) pairs."""
+        label_start = label_end - pd.Timedelta(days=self.config.label_days)
         frame = data.interactions
         base_frame = frame[frame["datetime"] < label_start]
-        labels = frame.loc[(frame["datetime"] >= label_start) & frame["event"].isin(RELEVANT_EVENTS)]
+        in_window = (frame["datetime"] >= label_start) & (frame["datetime"] < label_end)
+        labels = frame.loc[in_window & frame["event"].isin(RELEVANT_EVENTS)]
         if base_frame.empty or labels.empty:
-            raise ValueError(
-                f"the ranker needs interactions before and add-to-cart/purchase events after {label_start}: "
-                f"widen the training window or lower label_days ({self.config.label_days})"
-            )
+            return None
         base = InteractionData.build(
             base_frame.drop(columns=["user_code", "item_code"]), data.items.reset_index(), now=label_start
         )
@@ -127,30 +130,46 @@ class TwoStageModel(Recommender):
         gain = labels.assign(label=np.where(labels["event"] == "transaction", 2.0, 1.0))
         gain = gain.groupby(["user_id", "item_id"], as_index=False)["label"].max()
         users = gain["user_id"].unique()
-
         features = RankingFeatures(base)
         parts = []
         for start in range(0, users.size, self.config.users_per_batch):
             batch = users[start : start + self.config.users_per_batch]
             candidates = self.candidates(batch, base).merge(gain, on=["user_id", "item_id"], how="left")
             parts.append(features.build(candidates.fillna({"label": 0.0})))
-        train = pd.concat(parts, ignore_index=True)
-        n_positive_pairs = len(gain)
+        window = pd.concat(parts, ignore_index=True)
+        window.attrs["label_pairs"] = len(gain)
+        return window
+
+    def _fit(self, data: InteractionData) -> None:
+        windows = []
+        for number in range(self.config.label_windows):
+            label_end = data.now - pd.Timedelta(days=number * self.config.label_days)
+            window = self._label_window(data, label_end)
+            if window is not None:
+                windows.append(window.assign(group=f"{number}:" + window["user_id"].astype(str)))
+        if not windows:
+            raise ValueError(
+                "the ranker needs interactions before, and add-to-cart/purchase events within, its label "
+                f"window(s) of {self.config.label_days} days: widen the training window or lower label_days"
+            )
+        label_pairs = sum(int(w.attrs["label_pairs"]) for w in windows)
+        train = pd.concat(windows, ignore_index=True)
         covered = int((train["label"] > 0).sum())
         # Groups without a positive teach a ranking loss nothing.
-        useful = train.groupby("user_id")["label"].transform("max") > 0
-        train = train[useful].sort_values("user_id", kind="stable")
+        useful = train.groupby("group")["label"].transform("max") > 0
+        train = train[useful].sort_values("group", kind="stable")
         if train.empty:
             raise ValueError("no label pair is among the candidates: the ranker cannot be trained")
         self.feature_names = RankingFeatures.feature_columns(train)
         settings = self.config.ranker.model_dump()
         self.ranker = CatBoostRanker(**settings, verbose=False, allow_writing_files=False)
-        self.ranker.fit(Pool(train[self.feature_names], label=train["label"], group_id=train["user_id"]))
+        self.ranker.fit(Pool(train[self.feature_names], label=train["label"], group_id=train["group"]))
         self.training_report = {
-            "label_pairs": float(n_positive_pairs),
-            "candidate_recall": covered / n_positive_pairs,
+            "label_windows": float(len(windows)),
+            "label_pairs": float(label_pairs),
+            "candidate_recall": covered / label_pairs,
             "train_rows": float(len(train)),
-            "train_groups": float(train["user_id"].nunique()),
+            "train_groups": float(train["group"].nunique()),
         }
         logger.info("ranker trained: %s", self.training_report)
         self._fit_candidate_models(data)
@@ -159,10 +178,14 @@ class TwoStageModel(Recommender):
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
         if self.ranker is None:
             raise ModelError("the two-stage model has no trained ranker")
+        # A user without history has only popular candidates and no user features: the
+        # popularity ranking itself serves them at least as well as a re-ranking of it.
+        known = data.users.contains(user_ids)
+        parts = [self.popular.recommend(user_ids[~known], data, k)] if (~known).any() else []
         features = RankingFeatures(data)
-        parts = []
-        for start in range(0, user_ids.size, self.config.users_per_batch):
-            batch = user_ids[start : start + self.config.users_per_batch]
+        with_history = user_ids[known]
+        for start in range(0, with_history.size, self.config.users_per_batch):
+            batch = with_history[start : start + self.config.users_per_batch]
             built = features.build(self.candidates(batch, data))
             built["score"] = self.ranker.predict(built[self.feature_names]).astype(np.float32)
             ordered = built.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")

@@ -8,6 +8,8 @@ left out: they would add quadratically many meaningless pairs.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -33,7 +35,9 @@ def top_n_per_row(
     return rows[keep].astype(np.int64), cols[keep].astype(np.int64), values[keep].astype(np.float32)
 
 
-def covisitation_similar_items(data: InteractionData, n: int, max_session_items: int = 50) -> pd.DataFrame:
+def covisitation_similar_items(
+    data: InteractionData, n: int, max_session_items: int = 50, by: Literal["session", "user"] = "session"
+) -> pd.DataFrame:
     """Top-``n`` co-visited items of every item: ``item_id, similar_item_id, score, rank``.
 
     Parameters
@@ -43,10 +47,14 @@ def covisitation_similar_items(data: InteractionData, n: int, max_session_items:
     n : int
         Neighbours per item.
     max_session_items : int
-        Sessions with more distinct items than this are ignored.
+        Baskets (sessions or users) with more distinct items than this are ignored.
+    by : {"session", "user"}
+        What counts as "together": the same session, or the same user at any time (the
+        item-kNN view, stronger where tastes are stable and sessions short).
     """
-    frame = data.interactions[["user_code", "session_index", "item_code"]].drop_duplicates()
-    session = frame.groupby(["user_code", "session_index"], sort=False).ngroup().to_numpy()
+    keys = ["user_code", "session_index"] if by == "session" else ["user_code"]
+    frame = data.interactions[[*keys, "item_code"]].drop_duplicates()
+    session = frame.groupby(keys, sort=False).ngroup().to_numpy()
     sizes = np.bincount(session)
     keep = sizes[session] <= max_session_items
     session_items = sp.csr_matrix(

@@ -178,7 +178,9 @@ def test_i2i_recommends_within_the_cluster(window: InteractionData) -> None:
 
 
 def test_two_stage_reports_candidate_recall_and_trains_on_the_past(window: InteractionData) -> None:
-    model = TwoStageModel(TwoStageConfig(ranker=CatBoostConfig(iterations=30))).fit(window)
+    model = TwoStageModel(
+        TwoStageConfig(label_days=7, label_windows=2, ranker=CatBoostConfig(iterations=30))
+    ).fit(window)
     report = model.training_report
     assert 0 < report["candidate_recall"] <= 1
     assert report["train_groups"] > 10
