@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
 
     # The pipeline logs to MLflow only when this is set; the notebook falls back to a SQLite
-    # store under data_dir (see local_mlflow_uri).
+    # store under data_dir (see experiments_uri).
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "retailrocket_recsys"
 
