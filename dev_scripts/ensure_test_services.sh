@@ -1,7 +1,24 @@
 #!/usr/bin/env bash
-# Starts what the test suite needs and the machine may not be running: the PostgreSQL server.
-# (The S3 server, moto_server, is started by the tests themselves.)
+# Starts and installs what the test suite needs and the machine may lack:
+# - the PostgreSQL server (started if it is not answering);
+# - Debian's docker-compose 1.29 (static check of the compose files; needs no container
+#   engine) and prometheus/promtool (monitoring tests), installed when missing and we are root.
+# The S3 server (moto_server) is started by the tests themselves; hadolint and schemathesis
+# come from requirements-dev.txt.
 set -euo pipefail
+
+missing_packages=()
+command -v docker-compose >/dev/null || missing_packages+=(docker-compose)
+command -v prometheus >/dev/null || missing_packages+=(prometheus)
+if [ "${#missing_packages[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian packages for the tests: ${missing_packages[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_packages[@]}"
+    else
+        echo "warning: ${missing_packages[*]} missing; their tests will skip (or fail under CI=true)"
+    fi
+fi
 
 PGHOST_ADDR="${RECSYS_TEST_PGHOST:-127.0.0.1}"
 PGPORT_NUM="${RECSYS_TEST_PGPORT:-5432}"

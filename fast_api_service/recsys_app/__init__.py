@@ -1,0 +1,1 @@
+"""The FastAPI shell of the recommendation service; the logic is in :mod:`recsys.service`."""

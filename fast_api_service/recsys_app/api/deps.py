@@ -1,0 +1,85 @@
+"""Dependencies of the routes: the service, validated parameters and the API key check."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Query, Request, Security, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
+
+from recsys.service.service import RecommendationService
+from recsys_app.models import MAX_ID
+
+DEFAULT_K = 10
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="Key of write and admin endpoints (RECSYS_API_KEY on the server)",
+)
+
+
+async def get_service(request: Request) -> RecommendationService:
+    """The service the lifespan started."""
+    service: RecommendationService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[RecommendationService, Depends(get_service)]
+
+
+async def bounded_k(
+    service: ServiceDep,
+    k: Annotated[
+        int,
+        Query(
+            ge=1,
+            description="Number of items, at most RECSYS_N_PERSONALIZED_RECOMMENDATIONS "
+            "(the maximum is in this schema)",
+        ),
+    ] = DEFAULT_K,
+) -> int:
+    """``k`` within 1..``n_personalized_recommendations`` (the upper bound is a setting, so it is
+    checked here; the OpenAPI schema is given the same maximum by the app)."""
+    largest = service.settings.n_personalized_recommendations
+    if k > largest:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("query", "k"),
+                    "msg": f"Input should be less than or equal to {largest}",
+                    "input": k,
+                    "ctx": {"le": largest},
+                }
+            ]
+        )
+    return k
+
+
+KDep = Annotated[int, Depends(bounded_k)]
+UserIdPath = Annotated[int, Path(ge=0, le=MAX_ID, description="Visitor id")]
+ItemIdPath = Annotated[int, Path(ge=0, le=MAX_ID, description="Item id")]
+
+
+async def require_api_key(
+    service: ServiceDep, api_key: Annotated[str | None, Security(api_key_header)]
+) -> None:
+    """Let the request through only with the configured key; without a configured key, refuse."""
+    configured = service.settings.api_key
+    if configured is None or not configured.get_secret_value():
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "this endpoint is disabled: no API key is configured on the server (set RECSYS_API_KEY)",
+        )
+    if not api_key:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send it in the X-API-Key header",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+    # Constant-time comparison, on bytes so that any header text is comparable.
+    if not secrets.compare_digest(api_key.encode(), configured.get_secret_value().encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")

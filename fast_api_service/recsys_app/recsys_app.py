@@ -1,0 +1,128 @@
+"""The FastAPI application: ``uvicorn recsys_app.recsys_app:app`` (run from ``fast_api_service/``).
+
+A thin shell over :class:`recsys.service.service.RecommendationService`: the lifespan loads the
+published tables into memory and starts a background task that swaps in newer versions; the
+routers validate requests and call the service; Prometheus metrics are served at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.concurrency import run_in_threadpool
+
+import recsys
+from recsys.service.metrics import ServiceMetrics
+from recsys.service.service import (
+    DatabaseUnavailableError,
+    NotReadyError,
+    RecommendationService,
+    UnknownItemError,
+)
+from recsys.service.settings import ServiceSettings, load_service_settings
+from recsys_app.api.main import api_router
+
+logger = logging.getLogger(__name__)
+
+# fast_api_service/recsys_app/recsys_app.py -> the project root (``/app`` in the image).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Request latency buckets: most answers take milliseconds, so the low end is fine-grained
+# enough for a meaningful p95.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+async def poll_tables(service: RecommendationService, interval_seconds: float) -> None:
+    """Swap in newly published tables every ``interval_seconds`` (reads run in a worker thread)."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        await run_in_threadpool(service.try_reload)
+
+
+def _error_handler(code: int) -> Callable[[Request, Exception], Any]:
+    async def handle(_request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=code)
+
+    return handle
+
+
+def _with_k_maximum(app: FastAPI, largest: int) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` that also states the upper bound of ``k`` (a setting, checked in ``bounded_k``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "k" and parameter["in"] == "query":
+                    parameter["schema"]["maximum"] = largest
+        return schema
+
+    return openapi
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """Build the application.
+
+    Parameters
+    ----------
+    settings : ServiceSettings, optional
+        Defaults to the environment and the project's ``.env``.
+    """
+    settings = settings if settings is not None else load_service_settings(PROJECT_ROOT)
+    metrics = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        service = RecommendationService(settings, metrics)
+        await run_in_threadpool(service.start)
+        app.state.service = service
+        poller = asyncio.create_task(poll_tables(service, settings.reload_interval_seconds))
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await run_in_threadpool(service.close)
+
+    app = FastAPI(
+        title="RetailRocket recommendation service",
+        version=recsys.__version__,
+        description="Popular, personalised (offline + online i2i) and similar-item recommendations.",
+        lifespan=lifespan,
+    )
+    if settings.cors_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key"],
+        )
+    app.include_router(api_router)
+    app.add_exception_handler(UnknownItemError, _error_handler(status.HTTP_404_NOT_FOUND))
+    app.add_exception_handler(DatabaseUnavailableError, _error_handler(status.HTTP_503_SERVICE_UNAVAILABLE))
+    app.add_exception_handler(NotReadyError, _error_handler(status.HTTP_503_SERVICE_UNAVAILABLE))
+    Instrumentator(
+        should_group_status_codes=False,
+        excluded_handlers=["/metrics"],
+        registry=metrics.registry,
+    ).instrument(app, latency_lowr_buckets=LATENCY_BUCKETS, latency_highr_buckets=LATENCY_BUCKETS).expose(
+        app, include_in_schema=False
+    )
+    app.openapi = _with_k_maximum(app, settings.n_personalized_recommendations)  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()

@@ -1,0 +1,136 @@
+"""Online item-to-item recommendations and their blend with the offline lists.
+
+**Online i2i.** The user's latest online events go through the same scoring as the offline
+i2i model (:func:`recsys.models.i2i.recent_items` and
+:func:`~recsys.models.i2i.score_from_recent_items`): each of the most recent distinct items
+votes for its neighbours in the published ``similar_items`` table with
+``similarity × 0.5 ** (position / recency_half_life)``; the recent items themselves are not
+recommended.
+
+**Blend.** The online list and the user's offline list (ranked, else ALS, else default)
+share the ``k`` slots by *weighted interleaving*: slot after slot, the online list is asked
+first while it holds fewer than ``online_share × slots filled`` of them (so with the default
+share of 0.5 the lists alternate, online first: a fresh session is the strongest signal of
+intent, the offline list keeps the long-term taste). An item already placed is skipped (the
+first occurrence wins, with its source), items the user bought and unavailable items are
+removed beforehand, and when both lists run dry the popular default items fill the rest.
+Scores are each source's own and are not comparable across sources; the order is the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+import pandas as pd
+
+from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
+from recsys.service.events import UserActivity
+from recsys.service.store import Candidates, GroupedLists
+
+ONLINE_I2I = "online_i2i"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item and the source that placed it."""
+
+    item_id: int
+    score: float
+    source: str
+
+
+def online_i2i(activity: UserActivity, similar: GroupedLists, config: ItemToItemConfig) -> Candidates:
+    """Neighbours of the user's latest online items, best first.
+
+    Parameters
+    ----------
+    activity : UserActivity
+        The user's online events, newest first.
+    similar : GroupedLists
+        The published similar items, keyed by item.
+    config : ItemToItemConfig
+        ``n_recent`` and ``recency_half_life``, as in the offline i2i model.
+    """
+    if activity.recent.empty:
+        return Candidates.empty(ONLINE_I2I)
+    history = pd.DataFrame(
+        {"user_id": 0, "item_id": activity.recent["item_id"], "datetime": activity.recent["timestamp"]}
+    )
+    recent = recent_items(history, config.n_recent)
+    neighbours = similar.neighbours(recent["item_id"].to_numpy(dtype=np.int64))
+    scored = score_from_recent_items(recent, neighbours, config.recency_half_life)
+    ranked = top_k(scored, len(scored))
+    return Candidates(
+        ONLINE_I2I, ranked["item_id"].to_numpy(dtype=np.int64), ranked["score"].to_numpy(dtype=np.float32)
+    )
+
+
+def _entries(candidates: Candidates) -> Iterator[Recommendation]:
+    labels = candidates.labels or (candidates.source,) * len(candidates)
+    for item, score, label in zip(candidates.items.tolist(), candidates.scores.tolist(), labels, strict=True):
+        yield Recommendation(int(item), float(score), label)
+
+
+def as_recommendations(candidates: Candidates, k: int) -> list[Recommendation]:
+    """The first ``k`` items of one list (labelled by their own label where the list has them)."""
+    return list(islice(_entries(candidates), k))
+
+
+def blend(
+    online: Candidates,
+    offline: Candidates,
+    fillers: Sequence[Candidates],
+    k: int,
+    online_share: float = 0.5,
+) -> list[Recommendation]:
+    """Interleave ``online`` with ``offline`` by ``online_share``, then fill from ``fillers``.
+
+    The lists must already be filtered (bought, unavailable); duplicates are dropped here,
+    the first occurrence winning.
+
+    Parameters
+    ----------
+    online, offline : Candidates
+        The two lists sharing the slots.
+    fillers : sequence of Candidates
+        Lists that complete the answer, in order, when both run out.
+    k : int
+        Number of items wanted.
+    online_share : float
+        Target share of slots for ``online`` (0: only after ``offline`` runs out; 1: first).
+    """
+    placed: list[Recommendation] = []
+    seen: set[int] = set()
+
+    def take(stream: Iterator[Recommendation]) -> bool:
+        for entry in stream:
+            if entry.item_id not in seen:
+                seen.add(entry.item_id)
+                placed.append(entry)
+                return True
+        return False
+
+    online_stream, offline_stream = _entries(online), _entries(offline)
+    n_online = 0
+    while len(placed) < k:
+        online_turn = n_online < online_share * (len(placed) + 1)
+        if online_turn and take(online_stream):
+            n_online += 1
+        elif not take(offline_stream):
+            # Offline is exhausted: the online list may still have items.
+            if not take(online_stream):
+                break
+            n_online += 1
+    for filler in fillers:
+        stream = _entries(filler)
+        while len(placed) < k and take(stream):
+            pass
+    return placed
+
+
+def sources_of(recommendations: Sequence[Recommendation]) -> list[str]:
+    """Distinct sources of an answer, in order of first appearance."""
+    return list(dict.fromkeys(r.source for r in recommendations))

@@ -1,0 +1,141 @@
+"""Prometheus metrics of the recommendation service (beyond the HTTP ones of the instrumentator).
+
+Every metric lives in the registry passed in, so that several apps in one process (tests) do
+not collide. Label values are fixed small sets and are created at start, so every series is
+exported (as 0) before the first request and dashboards show data from the start.
+
+==========================================  =======  ==================================================
+metric                                      type     meaning
+==========================================  =======  ==================================================
+``recsys_process_memory_usage_bytes``       gauge    resident memory (RSS) of the process
+``recsys_process_memory_limit_bytes``       gauge    memory limit of the container (or the host's RAM)
+``recsys_recommendation_requests_total``    counter  recommendation requests by ``kind``
+``recsys_recommendation_fallbacks_total``   counter  answers that fell back, by ``reason``
+``recsys_online_events_recorded_total``     counter  online events stored, by ``event``
+``recsys_store_reloads_total``              counter  table reloads by ``outcome``
+``recsys_table_version``                    gauge    published version of each table in memory
+``recsys_store_size_bytes``                 gauge    memory held by the in-memory tables
+``recsys_database_up``                      gauge    1 if the last database call succeeded
+==========================================  =======  ==================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from recsys.data.schema import EVENT_TYPES
+
+REQUEST_KINDS = ("default", "personalized", "online")
+FALLBACK_REASONS = (
+    # No offline list for the user: the popular items are the base list.
+    "cold_user",
+    # The user has ALS (or offline i2i) recommendations but no ranked ones.
+    "no_ranked_recommendations",
+    # The online events could not be read: the answer is offline only.
+    "database_unavailable",
+    # Online and offline lists together had fewer than k items: popular items completed them.
+    "filled_with_default",
+    # Online i2i asked for a user without online events (or whose items have no neighbours).
+    "no_online_events",
+)
+RELOAD_OUTCOMES = ("changed", "unchanged", "failed")
+
+# cgroup v2, then v1; a v1 "unlimited" is a huge number, so anything above the host's RAM is ignored.
+_CGROUP_LIMIT_FILES = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+
+
+def memory_limit_bytes() -> int:
+    """The container's memory limit, or the host's total memory when there is none."""
+    total = int(psutil.virtual_memory().total)
+    for path in _CGROUP_LIMIT_FILES:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < total:
+            return int(text)
+    return total
+
+
+class ServiceMetrics:
+    """The service's own metrics in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else standard_registry()
+        process = psutil.Process()
+
+        self.memory = Gauge(
+            "recsys_process_memory_usage_bytes",
+            "Resident memory of the service process",
+            registry=self.registry,
+        )
+        self.memory.set_function(lambda: float(process.memory_info().rss))
+        self.memory_limit = Gauge(
+            "recsys_process_memory_limit_bytes",
+            "Memory limit of the service's container (the host's memory without a limit)",
+            registry=self.registry,
+        )
+        self.memory_limit.set(memory_limit_bytes())
+
+        self.requests = self._counter(
+            "recsys_recommendation_requests_total", "Recommendation requests by kind", "kind", REQUEST_KINDS
+        )
+        self.fallbacks = self._counter(
+            "recsys_recommendation_fallbacks_total",
+            "Recommendation answers that fell back, by reason",
+            "reason",
+            FALLBACK_REASONS,
+        )
+        self.events = self._counter(
+            "recsys_online_events_recorded_total", "Online events stored, by event type", "event", EVENT_TYPES
+        )
+        self.reloads = self._counter(
+            "recsys_store_reloads_total",
+            "Reloads of the published tables, by outcome",
+            "outcome",
+            RELOAD_OUTCOMES,
+        )
+        self.table_version = Gauge(
+            "recsys_table_version", "Published version of each table in memory (0: none)", ["table"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.store_bytes = Gauge(
+            "recsys_store_size_bytes", "Memory held by the in-memory tables", registry=self.registry
+        )
+        self.database_up = Gauge(
+            "recsys_database_up", "1 if the last database call succeeded, else 0", registry=self.registry
+        )
+
+    def _counter(self, name: str, documentation: str, label: str, values: tuple[str, ...]) -> Counter:
+        counter = Counter(name, documentation, [label], registry=self.registry)
+        for value in values:
+            counter.labels(value)
+        return counter
+
+    def count_request(self, kind: str, fallbacks: list[str]) -> None:
+        """One recommendation request of ``kind`` and the fallbacks its answer took."""
+        self.requests.labels(kind).inc()
+        for reason in fallbacks:
+            self.fallbacks.labels(reason).inc()
+
+
+def standard_registry() -> CollectorRegistry:
+    """A fresh registry with the process, platform and GC collectors of the default one."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry

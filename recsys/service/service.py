@@ -1,0 +1,382 @@
+"""The recommendation service: every answer the HTTP layer gives, as plain synchronous methods.
+
+Reads come from the in-memory :class:`~recsys.service.store.RecommendationStore`; the only
+database work on a request is reading the user's online events (personalised and online
+answers) and storing an event. Database failures never fail a read: the answer degrades to
+the offline lists and the failure is remembered for ``database_retry_seconds``, during which
+online reads are skipped, so an unreachable database does not slow every request down.
+
+Methods block (database, numpy) and are meant to run in a worker thread of the web server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from recsys.data.prepare import to_epoch_ms
+from recsys.models.i2i import ItemToItemConfig
+from recsys.service.blending import Recommendation, as_recommendations, blend, online_i2i, sources_of
+from recsys.service.events import OnlineEvent, OnlineEventsRepository, UserActivity
+from recsys.service.metrics import ServiceMetrics
+from recsys.service.settings import ServiceSettings
+from recsys.service.store import (
+    I2I,
+    PERSONALIZED,
+    RANKED,
+    SIMILAR,
+    Candidates,
+    Ids,
+    RecommendationStore,
+    load_store,
+)
+from recsys.storage.database import create_db_engine
+
+logger = logging.getLogger(__name__)
+
+# Offline lists of a user, best first: the two-stage ranker, then ALS, then the offline i2i.
+OFFLINE_CHAIN = ((RANKED, "ranked"), (PERSONALIZED, "als"), (I2I, "i2i"))
+
+
+class UnknownItemError(LookupError):
+    """An item the loaded data does not know."""
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The database is needed (to store an event, to reload) and cannot be reached."""
+
+
+class NotReadyError(RuntimeError):
+    """No recommendations are loaded yet (the database was unreachable since start-up, or the
+    pipeline has not published the default recommendations)."""
+
+
+@dataclass(frozen=True)
+class RecommendationResult:
+    """An answer: the items in order, the sources that placed them and the fallbacks taken."""
+
+    items: list[Recommendation]
+    sources: list[str]
+    fallbacks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """Outcome of a reload: whether a new store went into service, and the versions served."""
+
+    changed: bool
+    versions: dict[str, int | None]
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What ``/health`` reports."""
+
+    status: str
+    ready: bool
+    database_reachable: bool
+    database_error: str | None
+    tables: dict[str, dict[str, Any]]
+    last_reload_error: str | None
+    store_bytes: int
+
+
+class DatabaseStatus:
+    """Whether the database answered lately; after a failure, calls pause for ``retry_seconds``.
+
+    Updates are single attribute writes, so concurrent threads need no lock: the worst case
+    of a race is one extra attempt.
+    """
+
+    def __init__(self, retry_seconds: float) -> None:
+        self.retry_seconds = retry_seconds
+        self._failed_at: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the last call succeeded."""
+        return self._failed_at is None
+
+    def should_try(self) -> bool:
+        """Whether a request may call the database now."""
+        failed_at = self._failed_at
+        return failed_at is None or time.monotonic() - failed_at >= self.retry_seconds
+
+    def succeeded(self) -> None:
+        """Record a successful call."""
+        self._failed_at, self.last_error = None, None
+
+    def failed(self, error: Exception) -> None:
+        """Record a failed call (only the error's type is kept: messages may name hosts)."""
+        self._failed_at, self.last_error = time.monotonic(), type(error).__name__
+        logger.warning("database call failed: %s", error)
+
+
+def create_service_engine(settings: ServiceSettings) -> Engine:
+    """An engine whose connection attempts fail fast when the database is unreachable."""
+    url = settings.db_url
+    if make_url(url).get_backend_name() == "postgresql":
+        return create_db_engine(
+            url, connect_args={"connect_timeout": settings.database_connect_timeout_seconds}
+        )
+    return create_db_engine(url)
+
+
+class RecommendationService:
+    """Recommendations from the published tables blended with online i2i.
+
+    Parameters
+    ----------
+    settings : ServiceSettings
+        Database, limits and service knobs.
+    metrics : ServiceMetrics, optional
+        Where to count requests; a fresh registry by default.
+    engine : Engine, optional
+        The database; built from the settings by default.
+    """
+
+    def __init__(
+        self, settings: ServiceSettings, metrics: ServiceMetrics | None = None, engine: Engine | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else ServiceMetrics()
+        self.engine = engine if engine is not None else create_service_engine(settings)
+        self.events = OnlineEventsRepository(self.engine)
+        self.database = DatabaseStatus(settings.database_retry_seconds)
+        self.i2i_config = ItemToItemConfig()
+        self._store = RecommendationStore.empty()
+        self._reload_lock = threading.Lock()
+        self._events_table_ready = False
+        self.last_reload_error: str | None = None
+        self.metrics.database_up.set_function(lambda: float(self.database.reachable))
+        self._publish_store_metrics()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def store(self) -> RecommendationStore:
+        """The store in service (take it once per request: a reload may swap it at any time)."""
+        return self._store
+
+    def start(self) -> None:
+        """Prepare the events table and load the tables; a database that is down is not fatal:
+        the service starts empty (not ready) and the polling loop loads the tables later."""
+        try:
+            self._ensure_events_table()
+        except sa.exc.SQLAlchemyError as error:
+            self.database.failed(error)
+        self.try_reload()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def reload(self) -> ReloadResult:
+        """Load the tables whose published version changed and swap the store in atomically.
+
+        A failure keeps the current store in service (and is reported by health).
+        """
+        with self._reload_lock:
+            current = self._store
+            try:
+                fresh = load_store(self.engine, current)
+            except sa.exc.SQLAlchemyError as error:
+                self._reload_failed(error)
+                raise DatabaseUnavailableError(
+                    "the database is unreachable: the tables were not reloaded"
+                ) from error
+            except Exception as error:
+                # A malformed table must not stop the polling loop: keep serving what works.
+                logger.exception("reloading the tables failed")
+                self._reload_failed(error)
+                raise
+            self.database.succeeded()
+            self.last_reload_error = None
+            changed = fresh is not current
+            # One reference assignment: requests see either the old or the new store, whole.
+            self._store = fresh
+            self.metrics.reloads.labels("changed" if changed else "unchanged").inc()
+            if changed:
+                logger.info("tables in service: %s", fresh.versions)
+                self._publish_store_metrics()
+            return ReloadResult(changed, fresh.versions)
+
+    def try_reload(self) -> None:
+        """:meth:`reload` for the background loop: errors are logged and counted, never raised."""
+        try:
+            self.reload()
+        except Exception:
+            # The loop must survive anything; reload has logged and counted it already.
+            return
+
+    def _reload_failed(self, error: Exception) -> None:
+        self.last_reload_error = type(error).__name__
+        self.metrics.reloads.labels("failed").inc()
+        if isinstance(error, sa.exc.SQLAlchemyError):
+            self.database.failed(error)
+
+    def _publish_store_metrics(self) -> None:
+        store = self._store
+        for name, version in store.versions.items():
+            self.metrics.table_version.labels(name).set(version or 0)
+        self.metrics.store_bytes.set(store.nbytes)
+
+    # -- reads -------------------------------------------------------------------------------
+    def _ready_store(self) -> RecommendationStore:
+        store = self.store
+        if not store.is_ready:
+            raise NotReadyError(
+                "no recommendations are loaded yet: the database has been unreachable since start-up "
+                "or default_recommendations is not published; the service retries every "
+                f"{self.settings.reload_interval_seconds:g} s"
+            )
+        return store
+
+    def default(self, k: int) -> RecommendationResult:
+        """The ``k`` most popular available items."""
+        items = as_recommendations(self._ready_store().default(), k)
+        self.metrics.count_request("default", [])
+        return RecommendationResult(items, sources_of(items))
+
+    def personalized(self, user_id: int, k: int) -> RecommendationResult:
+        """The user's offline list blended with online i2i, without bought or unavailable items.
+
+        Unknown users get the popular items (fallback ``cold_user``).
+        """
+        store = self._ready_store()
+        fallbacks: list[str] = []
+        offline = self._offline_list(store, user_id, fallbacks)
+        activity = self._activity(user_id, fallbacks)
+        online = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
+        excluded = (activity.bought, store.unavailable_items)
+        online, offline = _filtered(online, excluded), _filtered(offline, excluded)
+        default = _filtered(store.default(), excluded)
+        items = blend(online, offline, [default], k, self.settings.online_share)
+        if offline.source != "default" and any(r.source == "default" for r in items):
+            fallbacks.append("filled_with_default")
+        self.metrics.count_request("personalized", fallbacks)
+        return RecommendationResult(items, sources_of(items), fallbacks)
+
+    def online(self, user_id: int, k: int) -> RecommendationResult:
+        """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``)."""
+        store = self._ready_store()
+        fallbacks: list[str] = []
+        activity = self._activity(user_id, fallbacks)
+        online = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
+        online = _filtered(online, (activity.bought, store.unavailable_items))
+        items = as_recommendations(online, k)
+        if not items and not fallbacks:
+            fallbacks.append("no_online_events")
+        self.metrics.count_request("online", fallbacks)
+        return RecommendationResult(items, sources_of(items), fallbacks)
+
+    def similar(self, item_id: int, k: int) -> list[Recommendation]:
+        """The item's ``k`` most similar items, with the source of each.
+
+        Raises
+        ------
+        UnknownItemError
+            If the item is neither in the catalogue nor in the similar-items table.
+        """
+        store = self._ready_store()
+        found = store.lists(SIMILAR).get(item_id, "similar")
+        if found is None:
+            if not store.is_known_item(item_id):
+                raise UnknownItemError(
+                    f"item {item_id} is unknown: it is not in the catalogue or the similar-items table"
+                )
+            return []
+        return as_recommendations(found, k)
+
+    def _offline_list(self, store: RecommendationStore, user_id: int, fallbacks: list[str]) -> Candidates:
+        for table, source in OFFLINE_CHAIN:
+            found = store.lists(table).get(user_id, source)
+            if found is not None:
+                if table != RANKED:
+                    fallbacks.append("no_ranked_recommendations")
+                return found
+        fallbacks.append("cold_user")
+        return store.default()
+
+    def _activity(self, user_id: int, fallbacks: list[str]) -> UserActivity:
+        if not self.database.should_try():
+            fallbacks.append("database_unavailable")
+            return UserActivity.none()
+        try:
+            self._ensure_events_table()
+            activity = self.events.activity(user_id, self.settings.online_events_limit)
+        except sa.exc.SQLAlchemyError as error:
+            self.database.failed(error)
+            fallbacks.append("database_unavailable")
+            return UserActivity.none()
+        self.database.succeeded()
+        return activity
+
+    # -- writes ------------------------------------------------------------------------------
+    def record_event(self, user_id: int, item_id: int, event: str, moment: datetime | None) -> OnlineEvent:
+        """Store an online event (``moment`` defaults to now).
+
+        Raises
+        ------
+        DatabaseUnavailableError
+            If the database cannot store it (the client should retry later).
+        """
+        timestamp = to_epoch_ms(moment if moment is not None else datetime.now(UTC))
+        try:
+            self._ensure_events_table()
+            stored = self.events.record(user_id, item_id, event, timestamp)
+        except sa.exc.SQLAlchemyError as error:
+            self.database.failed(error)
+            raise DatabaseUnavailableError(
+                "the database is unreachable: the event was not recorded"
+            ) from error
+        self.database.succeeded()
+        self.metrics.events.labels(event).inc()
+        return stored
+
+    def _ensure_events_table(self) -> None:
+        """Create ``online_events`` once per process (raises while the database is down)."""
+        if not self._events_table_ready:
+            self.events.ensure_table()
+            self._events_table_ready = True
+
+    # -- health ------------------------------------------------------------------------------
+    def check_database(self) -> bool:
+        """Ping the database (health and readiness ask every time, so recovery shows at once)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as error:
+            self.database.failed(error)
+            return False
+        self.database.succeeded()
+        return True
+
+    def health(self) -> HealthReport:
+        """Database reachability, the version of every table in memory and whether answers are complete."""
+        reachable = self.check_database()
+        store = self.store
+        ready = store.is_ready
+        return HealthReport(
+            status="ok" if reachable and ready else "degraded",
+            ready=ready,
+            database_reachable=reachable,
+            database_error=self.database.last_error,
+            tables={name: table.describe() for name, table in store.tables.items()},
+            last_reload_error=self.last_reload_error,
+            store_bytes=store.nbytes,
+        )
+
+
+def _filtered(candidates: Candidates, excluded: Sequence[Ids]) -> Candidates:
+    for sorted_ids in excluded:
+        candidates = candidates.without(sorted_ids)
+    return candidates

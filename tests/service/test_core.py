@@ -1,0 +1,344 @@
+"""The service's core logic without HTTP: store, blending, online i2i, fallbacks, events export."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from prometheus_client import generate_latest
+from sqlalchemy.engine import Engine
+
+from recsys.config import EventWeights
+from recsys.data.loader import load_raw_data
+from recsys.data.prepare import ITEMS, prepare_datasets
+from recsys.data.readers import read_interactions
+from recsys.models.i2i import ItemToItemConfig
+from recsys.publishing.tables import publish_frame
+from recsys.service.blending import blend, online_i2i
+from recsys.service.events import UserActivity, export_raw_events
+from recsys.service.metrics import ServiceMetrics, memory_limit_bytes
+from recsys.service.service import DatabaseStatus, DatabaseUnavailableError, RecommendationService
+from recsys.service.settings import ServiceSettings, load_service_settings
+from recsys.service.store import Candidates, GroupedLists, in_sorted
+from recsys.storage.database import bulk_insert, create_db_engine
+from tests.service.conftest import TABLE_COLUMNS, PublishedData
+
+
+def candidates(source: str, items: list[int]) -> Candidates:
+    return Candidates(
+        source, np.array(items, dtype=np.int64), np.linspace(1, 0.1, len(items)).astype(np.float32)
+    )
+
+
+def ids(recommendations: list[object]) -> list[int]:
+    return [r.item_id for r in recommendations]  # type: ignore[attr-defined]
+
+
+# -- the in-memory store ----------------------------------------------------------------------
+def test_grouped_lists_are_csr_like_and_in_rank_order() -> None:
+    frame = pd.DataFrame(
+        {
+            "user_id": [7, 3, 7, 3, 7],
+            "item_id": [70, 31, 71, 30, 72],
+            "score": [0.5, 0.8, 0.9, 0.9, 0.1],
+            "rank": [2, 2, 1, 1, 3],
+        }
+    )
+    lists = GroupedLists.from_frame(frame, "user_id")
+    assert lists.keys.tolist() == [3, 7]
+    assert lists.offsets.tolist() == [0, 2, 5]
+    assert lists.keys.dtype == np.int32 and lists.items.dtype == np.int32
+    found = lists.get(7, "ranked")
+    assert found is not None
+    assert found.items.tolist() == [71, 70, 72]
+    assert found.scores.tolist() == pytest.approx([0.9, 0.5, 0.1])
+    assert lists.get(5, "ranked") is None
+    assert lists.get(2**40, "ranked") is None
+    assert 3 in lists and 4 not in lists
+    assert lists.nbytes == 2 * 4 + 3 * 8 + 5 * 4 + 5 * 4
+
+
+def test_large_ids_stay_64_bit() -> None:
+    frame = pd.DataFrame({"user_id": [2**40], "item_id": [2**35], "score": [1.0], "rank": [1]})
+    lists = GroupedLists.from_frame(frame, "user_id")
+    assert lists.keys.dtype == np.int64
+    found = lists.get(2**40, "x")
+    assert found is not None and found.items.tolist() == [2**35]
+
+
+def test_labels_and_neighbours() -> None:
+    frame = pd.DataFrame(
+        {
+            "item_id": [1, 1, 2],
+            "similar_item_id": [5, 6, 1],
+            "score": [0.5, 0.4, 0.9],
+            "rank": [1, 2, 1],
+            "source": ["covisitation", "als", "covisitation"],
+        }
+    )
+    lists = GroupedLists.from_frame(frame, "item_id", item="similar_item_id", label="source")
+    found = lists.get(1, "similar")
+    assert found is not None and found.labels == ("covisitation", "als")
+    neighbours = lists.neighbours(np.array([2, 1, 9]))
+    assert neighbours.to_dict("list") == {
+        "item_id": [2, 1, 1],
+        "similar_item_id": [1, 5, 6],
+        "score": pytest.approx([0.9, 0.5, 0.4]),
+    }
+    assert found.without(np.array([5])).labels == ("als",)
+
+
+def test_in_sorted_agrees_with_isin() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        haystack = np.unique(rng.integers(0, 100, rng.integers(0, 30))).astype(np.int32)
+        needles = rng.integers(-5, 110, 40)
+        assert in_sorted(needles, haystack).tolist() == np.isin(needles, haystack).tolist()
+
+
+# -- blending and online i2i ------------------------------------------------------------------
+def test_blend_alternates_online_first_and_fills_with_default() -> None:
+    online, offline = candidates("online_i2i", [1, 2, 3]), candidates("ranked", [10, 11])
+    default = candidates("default", [1, 10, 20, 21])
+    result = blend(online, offline, [default], k=7)
+    assert ids(result) == [1, 10, 2, 11, 3, 20, 21]
+    assert [r.source for r in result] == [
+        "online_i2i",
+        "ranked",
+        "online_i2i",
+        "ranked",
+        "online_i2i",
+        "default",
+        "default",
+    ]
+
+
+def test_blend_drops_duplicates_first_occurrence_wins() -> None:
+    result = blend(candidates("online_i2i", [1, 2]), candidates("ranked", [1, 3, 2, 4]), [], k=10)
+    assert ids(result) == [1, 3, 2, 4]
+    assert result[0].source == "online_i2i"
+
+
+@pytest.mark.parametrize(
+    ("share", "expected"),
+    [(0.0, [10, 11, 12, 1, 2]), (1.0, [1, 2, 3, 10, 11]), (1 / 3, [1, 10, 11, 2, 12])],
+)
+def test_blend_online_share(share: float, expected: list[int]) -> None:
+    result = blend(
+        candidates("online_i2i", [1, 2, 3]), candidates("ranked", [10, 11, 12]), [], k=5, online_share=share
+    )
+    assert ids(result) == expected
+
+
+def test_online_i2i_votes_with_recency_and_skips_recent_items() -> None:
+    similar = GroupedLists.from_frame(
+        pd.DataFrame(
+            {
+                "item_id": [1, 1, 2, 2],
+                "similar_item_id": [5, 6, 6, 1],
+                "score": [0.5, 0.4, 0.3, 0.9],
+                "rank": [1, 2, 1, 2],
+            }
+        ),
+        "item_id",
+        item="similar_item_id",
+    )
+    # Newest first: item 2, then item 1, then item 2 again (only its latest position counts).
+    activity = UserActivity(
+        pd.DataFrame({"item_id": [2, 1, 2], "timestamp": [300, 200, 100]}), np.empty(0, dtype=np.int64)
+    )
+    result = online_i2i(activity, similar, ItemToItemConfig(recency_half_life=3.0))
+    decay = 2 ** (-1 / 3)
+    assert result.items.tolist() == [6, 5]
+    assert result.scores.tolist() == pytest.approx([0.3 + 0.4 * decay, 0.5 * decay])
+    assert online_i2i(UserActivity.none(), similar, ItemToItemConfig()).items.size == 0
+
+
+# -- the service over a small hand-made database ----------------------------------------------
+@pytest.fixture
+def small_db(sqlite_engine: Engine) -> Engine:
+    """Users 1 (ranked), 2 (ALS only), 3 (offline i2i only); item 99 unavailable."""
+    frames = {
+        "default_recommendations": pd.DataFrame(
+            {"item_id": [50, 51, 52, 99], "score": [4.0, 3, 2, 1], "rank": [1, 2, 3, 4]}
+        ),
+        "ranked_recommendations": pd.DataFrame(
+            {"user_id": [1, 1, 1], "item_id": [10, 99, 11], "score": [3.0, 2, 1], "rank": [1, 2, 3]}
+        ),
+        "personalized_recommendations": pd.DataFrame(
+            {"user_id": [1, 2], "item_id": [12, 20], "score": [1.0, 1], "rank": [1, 1]}
+        ),
+        "i2i_recommendations": pd.DataFrame({"user_id": [3], "item_id": [30], "score": [1.0], "rank": [1]}),
+        "similar_items": pd.DataFrame(
+            {
+                "item_id": [10, 10],
+                "similar_item_id": [40, 41],
+                "score": [0.5, 0.4],
+                "rank": [1, 2],
+                "source": ["covisitation"] * 2,
+            }
+        ),
+    }
+    for name, frame in frames.items():
+        columns, index = TABLE_COLUMNS[name]
+        publish_frame(sqlite_engine, name, frame, columns, indexes=[index])
+    items = pd.DataFrame(
+        {
+            "item_id": [10, 11, 12, 20, 30, 40, 41, 50, 51, 52, 77, 99],
+            "n_views": 1,
+            "n_addtocart": 0,
+            "n_transactions": 0,
+        }
+    )
+    items["available"] = items["item_id"] != 99
+    with sqlite_engine.begin() as conn:
+        ITEMS.create(conn)
+        bulk_insert(conn, ITEMS, items)
+    return sqlite_engine
+
+
+@pytest.fixture
+def core(small_db: Engine) -> RecommendationService:
+    """The service logic on ``small_db``, without HTTP."""
+    settings = ServiceSettings(_env_file=None, database_url=str(small_db.url), database_retry_seconds=60)
+    started = RecommendationService(settings, engine=small_db)
+    started.start()
+    return started
+
+
+@pytest.mark.parametrize(
+    ("user", "expected", "sources", "fallbacks"),
+    [
+        (1, [10, 11, 50, 51, 52], ["ranked", "default"], ["filled_with_default"]),
+        (2, [20, 50, 51], ["als", "default"], ["no_ranked_recommendations", "filled_with_default"]),
+        (3, [30, 50, 51], ["i2i", "default"], ["no_ranked_recommendations", "filled_with_default"]),
+        (4, [50, 51, 52], ["default"], ["cold_user"]),
+    ],
+)
+def test_offline_chain_and_fallbacks(
+    core: RecommendationService, user: int, expected: list[int], sources: list[str], fallbacks: list[str]
+) -> None:
+    result = core.personalized(user, len(expected))
+    # Unavailable item 99 never shows, not even from the default list.
+    assert ids(result.items) == expected
+    assert result.sources == sources
+    assert result.fallbacks == fallbacks
+
+
+def test_online_purchase_is_filtered_and_online_items_blended(core: RecommendationService) -> None:
+    core.record_event(1, 10, "view", datetime(2026, 1, 1, tzinfo=UTC))
+    core.record_event(1, 11, "transaction", datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
+    result = core.personalized(1, 4)
+    assert ids(result.items) == [40, 10, 41, 50]
+    assert result.sources == ["online_i2i", "ranked", "default"]
+    assert ids(core.online(1, 5).items) == [40, 41]
+    text = generate_latest(core.metrics.registry).decode()
+    assert 'recsys_online_events_recorded_total{event="transaction"} 1.0' in text
+    assert 'recsys_recommendation_requests_total{kind="personalized"} 1.0' in text
+
+
+def test_reload_swaps_only_changed_tables(core: RecommendationService, small_db: Engine) -> None:
+    before = core.store
+    assert core.reload().changed is False
+    assert core.store is before
+    columns, index = TABLE_COLUMNS["default_recommendations"]
+    publish_frame(
+        small_db,
+        "default_recommendations",
+        pd.DataFrame({"item_id": [52], "score": [1.0], "rank": [1]}),
+        columns,
+        indexes=[index],
+    )
+    result = core.reload()
+    assert result.changed is True
+    assert result.versions["default_recommendations"] == 2
+    assert core.store.tables["ranked_recommendations"] is before.tables["ranked_recommendations"]
+    assert ids(core.default(3).items) == [52]
+
+
+def test_unreachable_database_keeps_the_store_and_pauses_online_reads(core: RecommendationService) -> None:
+    store = core.store
+    core.engine = sa.create_engine("sqlite:////nonexistent-folder/x.sqlite3")
+    core.events.engine = core.engine
+    with pytest.raises(DatabaseUnavailableError):
+        core.reload()
+    assert core.store is store
+    assert core.last_reload_error == "OperationalError"
+    result = core.personalized(1, 2)
+    assert (ids(result.items), result.fallbacks) == ([10, 11], ["database_unavailable"])
+    health = core.health()
+    assert (health.status, health.ready, health.database_reachable) == ("degraded", True, False)
+    with pytest.raises(DatabaseUnavailableError, match="the event was not recorded"):
+        core.record_event(1, 10, "view", None)
+
+
+def test_database_status_pauses_after_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("recsys.service.service.time.monotonic", lambda: clock[0])
+    status = DatabaseStatus(retry_seconds=5)
+    assert status.should_try() and status.reachable
+    status.failed(sa.exc.OperationalError("SELECT 1", {}, Exception("down")))
+    assert not status.should_try() and not status.reachable and status.last_error == "OperationalError"
+    clock[0] += 5
+    assert status.should_try()
+    status.succeeded()
+    assert status.reachable and status.last_error is None
+
+
+# -- events export, settings, metrics ---------------------------------------------------------
+def test_exported_online_events_load_into_the_next_pipeline_run(
+    published_data: PublishedData, core: RecommendationService, tmp_path: Path
+) -> None:
+    user = 9_000_000
+    core.record_event(user, 1, "view", datetime(2015, 9, 1, tzinfo=UTC))
+    core.record_event(user, 1, "transaction", datetime(2015, 9, 1, 0, 5, tzinfo=UTC))
+    exported = export_raw_events(core.engine)
+    assert list(exported.columns) == ["timestamp", "visitorid", "event", "itemid", "transactionid"]
+    assert exported["transactionid"].isna().tolist() == [True, False]
+
+    raw = tmp_path / "raw"
+    shutil.copytree(published_data.sqlite_path.parent / "raw", raw)
+    # Exported twice (say, the export of everything ran again): the loader drops exact duplicates.
+    for _ in range(2):
+        exported.to_csv(raw / "events.csv", mode="a", header=False, index=False)
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'next.sqlite3'}")
+    load_raw_data(engine, raw)
+    prepare_datasets(engine, EventWeights())
+    interactions = read_interactions(engine)
+    mine = interactions[interactions["user_id"] == user]
+    assert mine["event"].astype(str).tolist() == ["view", "transaction"]
+    engine.dispose()
+
+
+def test_relative_data_dir_is_taken_from_the_project_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("RECSYS_DATA_DIR", "RECSYS_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("RECSYS_DATA_DIR=state\nRECSYS_ONLINE_SHARE=0.25\n")
+    settings = load_service_settings(tmp_path)
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.db_url == f"sqlite:///{tmp_path / 'state' / 'recsys.sqlite3'}"
+    assert settings.online_share == 0.25
+    monkeypatch.setenv("RECSYS_DATA_DIR", "/srv/recsys")
+    assert load_service_settings(tmp_path).data_dir == Path("/srv/recsys")
+
+
+def test_metrics_registry_has_every_series_from_the_start() -> None:
+    metrics = ServiceMetrics()
+    text = generate_latest(metrics.registry).decode()
+    for series in (
+        'recsys_recommendation_requests_total{kind="online"} 0.0',
+        'recsys_recommendation_fallbacks_total{reason="cold_user"} 0.0',
+        'recsys_online_events_recorded_total{event="addtocart"} 0.0',
+        "recsys_process_memory_usage_bytes ",
+        "recsys_process_memory_limit_bytes ",
+        "process_resident_memory_bytes ",
+    ):
+        assert series in text
+    assert 0 < memory_limit_bytes() <= 2**50
