@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 RECTOOLS_VENV ?= .venv-rectools
 RECTOOLS_STAMP := $(RECTOOLS_VENV)/.installed
 
-.PHONY: venv venv-rectools demo test lint clean-data
+.PHONY: venv venv-rectools demo serve test lint clean-data
 
 venv: $(STAMP)
 
@@ -28,8 +28,13 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 		-r requirements.txt -r requirements-dev.txt -c constraints.txt -e .
 	@touch $@
 
+# Builds everything on the embedded default, then serves it on port 8081 (Ctrl+C stops).
 demo: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/recsys demo
+	$(MAKE) --no-print-directory serve
+
+serve: $(STAMP)
+	cd fast_api_service && OPENBLAS_NUM_THREADS=1 ../$(BIN)/uvicorn recsys_app.recsys_app:app --port $${RECSYS_SERVICE_PORT:-8081} --host 0.0.0.0
 
 test: $(STAMP) $(RECTOOLS_STAMP)
 	bash dev_scripts/ensure_test_services.sh

@@ -129,6 +129,35 @@ def demo(
         generate(scale=scale, out=raw_dir, seed=42)
     run_load(settings, raw_dir)
     run_pipeline(settings, None, None)
+    print_service_examples(settings)
+
+
+def print_service_examples(settings: Settings) -> None:
+    """Example requests against the service, with a user and an item that have recommendations."""
+    import sqlalchemy as sa
+
+    from recsys.publishing.tables import current_version
+    from recsys.storage.database import create_db_engine
+
+    engine = create_db_engine(settings.db_url)
+    with engine.connect() as conn:
+        ranked = current_version(conn, "ranked_recommendations").physical_name
+        similar = current_version(conn, "similar_items").physical_name
+        user = conn.execute(sa.text(f'SELECT user_id FROM "{ranked}" ORDER BY user_id LIMIT 1')).scalar()
+        item = conn.execute(sa.text(f'SELECT item_id FROM "{similar}" ORDER BY item_id LIMIT 1')).scalar()
+    base = f"http://127.0.0.1:{settings.service_port}"
+    console.print(
+        "\n[bold]Service examples[/] (start it with `make serve`, or as `make demo` does):\n"
+        f"  curl '{base}/recommendations/default?k=5'\n"
+        f"  curl '{base}/recommendations/users/{user}?k=5'\n"
+        f"  curl '{base}/recommendations/users/999999999?k=5'   # unknown user: popular items\n"
+        f"  curl '{base}/items/{item}/similar?k=5'\n"
+        f"  curl -X POST '{base}/events' -H 'X-API-Key: <RECSYS_API_KEY>' -H 'Content-Type: application/json' "
+        f"-d '{{\"user_id\": {user}, \"item_id\": {item}, \"event\": \"view\"}}'\n"
+        f"  curl '{base}/health'    # docs: {base}/docs",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def run_load(settings: Settings, raw_dir: Path) -> None:
