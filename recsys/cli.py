@@ -152,8 +152,9 @@ def print_service_examples(settings: Settings) -> None:
         f"  curl '{base}/recommendations/users/{user}?k=5'\n"
         f"  curl '{base}/recommendations/users/999999999?k=5'   # unknown user: popular items\n"
         f"  curl '{base}/items/{item}/similar?k=5'\n"
-        f"  curl -X POST '{base}/events' -H 'X-API-Key: <RECSYS_API_KEY>' -H 'Content-Type: application/json' "
-        f"-d '{{\"user_id\": {user}, \"item_id\": {item}, \"event\": \"view\"}}'\n"
+        f"  curl -X POST '{base}/events' -H 'X-API-Key: <RECSYS_API_KEY>' "
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"user_id": {user}, "item_id": {item}, "event": "view"}}\'\n'
         f"  curl '{base}/health'    # docs: {base}/docs",
         highlight=False,
         soft_wrap=True,
