@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 GATE_METRIC = "ndcg@10"
 ALS_MODEL = "als"
+# Named in the error a stage raises when it needs the ALS model and none has been promoted yet.
+ALS_STAGE_HINT = "stage train_als_model (DAG 2_train_als_model)"
 RANKER_MODEL = "two_stage"
 
 USER_RECS_COLUMNS: list[sa.Column[Any]] = [
@@ -211,9 +213,7 @@ def _publish_user_recommendations(ctx: RunContext, name: str, model: Recommender
 
 def prepare_personalized_recommendations(ctx: RunContext) -> dict[str, Any]:
     """ALS recommendations for every active user, from the promoted ALS model."""
-    version, model = ctx.registry.load_current(
-        ALS_MODEL, stage_hint="stage train_als_model (DAG 2_train_als_model)"
-    )
+    version, model = ctx.registry.load_current(ALS_MODEL, stage_hint=ALS_STAGE_HINT)
     ctx.summary["model_version"] = version.version
     return _publish_user_recommendations(ctx, "personalized_recommendations", model)
 

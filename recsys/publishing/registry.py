@@ -71,8 +71,8 @@ class ModelRegistry:
         )
         return promoted
 
-    def load_current(self, name: str, stage_hint: str = "") -> tuple[ModelVersion, Recommender]:
-        """The promoted model, loaded.
+    def require_current(self, name: str, stage_hint: str = "") -> ModelVersion:
+        """The promoted version of ``name``, without loading the model.
 
         Raises
         ------
@@ -83,6 +83,17 @@ class ModelRegistry:
         if promoted is None:
             hint = f": run {stage_hint} first" if stage_hint else ""
             raise ModelError(f"no {name} model has been published in {self.store.url(self.root)}{hint}")
+        return promoted
+
+    def load_current(self, name: str, stage_hint: str = "") -> tuple[ModelVersion, Recommender]:
+        """The promoted model, loaded.
+
+        Raises
+        ------
+        ModelError
+            If no version has been promoted yet (``stage_hint`` names the stage that trains it).
+        """
+        promoted = self.require_current(name, stage_hint)
         return promoted, Recommender.load(self.store, self.prefix(name, promoted.version))
 
     def versions(self, name: str) -> list[str]:

@@ -1,0 +1,60 @@
+"""A publishing process for the crash tests: ``python -m tests.pipeline.publishing_child URL NAME ROWS``.
+
+It publishes ``ROWS`` rows as the next version of ``NAME`` and prints ``writing <physical table>``
+when it starts writing the rows and ``published <version>`` when done, so that the test can
+SIGKILL it at a chosen point.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from recsys.pipeline.stages import USER_RECS_COLUMNS
+from recsys.publishing import tables
+from recsys.storage.database import create_db_engine
+
+AS_OF = datetime(2015, 9, 10, 22, 0)
+
+
+def columns() -> list[sa.Column[Any]]:
+    """The layout of the per-user recommendation tables the pipeline publishes (fresh copies:
+    a column belongs to one table)."""
+    return [column._copy() for column in USER_RECS_COLUMNS]
+
+
+def recommendations(rows: int, seed: int = 0) -> pd.DataFrame:
+    """``rows`` rows of recommendations, 10 per user."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "user_id": np.arange(rows, dtype=np.int64) // 10,
+            "item_id": rng.integers(0, 250_000, rows, dtype=np.int64),
+            "score": rng.random(rows),
+            "rank": (np.arange(rows) % 10 + 1).astype(np.int32),
+        }
+    )
+
+
+def main(url: str, name: str, rows: int) -> None:
+    """Publish and announce the steps on stdout."""
+    original = tables.bulk_insert
+
+    def announced(conn: Any, table: sa.Table, frame: pd.DataFrame, *args: Any, **kwargs: Any) -> None:
+        print(f"writing {table.name}", flush=True)
+        original(conn, table, frame, *args, **kwargs)
+
+    # The only seam: tell the test when the rows start to go in.
+    tables.bulk_insert = announced
+    frame = recommendations(rows, seed=1)
+    published = tables.publish_frame(create_db_engine(url), name, frame, columns(), as_of=AS_OF)
+    print(f"published {published.version}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,122 @@
+"""Model versions and the quality gate, on the local object store and on S3 (``moto_server``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pytest
+
+from recsys.config import Settings
+from recsys.data.loader import load_raw_data
+from recsys.models.base import RECOMMENDATION_COLUMNS, ModelError
+from recsys.models.dataset import InteractionData
+from recsys.models.popular import PopularModel
+from recsys.pipeline.stages import (
+    ALS_MODEL,
+    RunContext,
+    _train_with_gate,
+    prepare_dataset,
+    prepare_personalized_recommendations,
+    train_als_model,
+)
+from recsys.publishing.registry import ModelRegistry, ModelVersion, quality_gate
+from recsys.storage.object_store import open_object_store
+from tests.models.conftest import clustered_interactions
+from tests.pipeline.conftest import MOMENT
+
+
+class EmptyModel(PopularModel):
+    """A candidate that recommends nothing: every metric is 0, so it is worse than any real model."""
+
+    def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in RECOMMENDATION_COLUMNS})
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """A SQLite database and either a local folder or an S3 bucket as the object store."""
+    if request.param == "s3":
+        s3: Settings = request.getfixturevalue("s3_settings")
+        return s3
+    return Settings(_env_file=None, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(open_object_store(settings.store_url, settings))
+
+
+@pytest.fixture(scope="module")
+def popular() -> PopularModel:
+    frame, catalogue = clustered_interactions()
+    return PopularModel().fit(InteractionData.build(frame, catalogue))
+
+
+def test_save_promote_and_load(registry: ModelRegistry, popular: PopularModel) -> None:
+    assert registry.current("popular") is None
+    registry.save("popular", "v1", popular, {"ndcg@10": 0.1})
+    registry.save("popular", "v2", popular, {"ndcg@10": 0.2})
+    assert registry.current("popular") is None  # saving is not promoting
+    promoted = registry.promote("popular", "v2", {"ndcg@10": 0.2})
+    assert registry.current("popular") == promoted
+    assert registry.require_current("popular") == promoted
+    assert registry.versions("popular") == ["v1", "v2"]
+    version, model = registry.load_current("popular")
+    assert version.version == "v2"
+    assert isinstance(model, PopularModel)
+    pd.testing.assert_frame_equal(model.ranking(_window(), 5), popular.ranking(_window(), 5))
+
+
+def _window() -> InteractionData:
+    frame, catalogue = clustered_interactions()
+    return InteractionData.build(frame, catalogue)
+
+
+def test_promoting_an_unsaved_version_is_refused(registry: ModelRegistry) -> None:
+    with pytest.raises(ModelError, match="cannot promote als v9: no saved model at"):
+        registry.promote("als", "v9", {})
+    assert registry.current("als") is None
+
+
+def test_loading_before_any_promotion_names_the_stage(registry: ModelRegistry) -> None:
+    with pytest.raises(ModelError, match=r"no als model has been published in .*: run stage X first"):
+        registry.load_current("als", stage_hint="stage X")
+    with pytest.raises(ModelError, match=r"no als model has been published in .*models$"):
+        registry.require_current("als")
+
+
+def test_quality_gate_decisions() -> None:
+    current = ModelVersion(name="als", version="v1", metrics={}, promoted_at="2015-09-10T22:00:00+00:00")
+    assert quality_gate({"ndcg@10": 0.1}, None, "ndcg@10", None) == (True, "no model in service yet")
+    assert quality_gate({"ndcg@10": 0.1}, current, "ndcg@10", {"ndcg@10": 0.1})[0] is True
+    promote, reason = quality_gate({"ndcg@10": 0.05}, current, "ndcg@10", {"ndcg@10": 0.1})
+    assert promote is False
+    assert reason == "ndcg@10 0.05000 < 0.10000 of version v1: keeping v1"
+
+
+@pytest.mark.slow
+def test_worse_candidate_is_not_promoted_and_the_current_model_keeps_serving(
+    settings: Settings, tiny_raw_dir: Path
+) -> None:
+    ctx = RunContext(settings, datetime.fromisoformat(MOMENT))
+    load_raw_data(ctx.engine, tiny_raw_dir)
+    prepare_dataset(ctx)
+    first = train_als_model(ctx)
+    assert first["promoted"] is True
+    in_service = ctx.registry.current(ALS_MODEL)
+    assert in_service is not None and in_service.version == first["version"]
+
+    worse = _train_with_gate(ctx, ALS_MODEL, EmptyModel)
+    assert worse["promoted"] is False
+    assert worse["ndcg@10"] == 0.0
+    assert worse["reason"].endswith(f"keeping {first['version']}")
+    assert ctx.registry.current(ALS_MODEL) == in_service
+    assert ctx.registry.versions(ALS_MODEL) == [first["version"]]  # the rejected candidate is not saved
+    served = prepare_personalized_recommendations(ctx)
+    assert served["model_version"] == first["version"]
+    assert served["personalized_recommendations"]["rows"] > 0
+    ctx.engine.dispose()
