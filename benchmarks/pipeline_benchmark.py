@@ -52,6 +52,9 @@ def main() -> None:
         "--moment", default="2015-09-18T03:00:00", help="the run's moment (data interval end)"
     )
     parser.add_argument(
+        "--keep", type=Path, help="keep the database; write its URL and the object store here"
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
             "RECSYS_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -67,7 +70,8 @@ def main() -> None:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     db_url = make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
     rows: list[tuple[str, float, int]] = []
-    with tempfile.TemporaryDirectory() as store:
+    with tempfile.TemporaryDirectory() as scratch:
+        store = str(args.keep / "object_store") if args.keep else scratch
         env = {
             **os.environ,
             "OPENBLAS_NUM_THREADS": "1",
@@ -92,8 +96,11 @@ def main() -> None:
                     for t in ("items", "interactions")
                 }
         finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if args.keep:
+                (args.keep / "database_url").write_text(db_url)
+            else:
+                with admin.connect() as conn:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     total = sum(seconds for _, seconds, _ in rows)
     lines = [

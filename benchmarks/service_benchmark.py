@@ -1,0 +1,191 @@
+"""Load test of the recommendation service against a bare FastAPI endpoint, side by side in one run.
+
+The service serves the tables a pipeline run published (e.g. ``pipeline_benchmark.py --keep``);
+the baseline (``benchmarks/service/bare_app.py``) returns a constant list of the same size from an
+async endpoint. Both run under the same uvicorn settings (one worker, no access log) on loopback,
+one at a time, and wrk drives each target for ``--seconds`` at 10 and 50 connections, cycling
+through real user ids. Some users first get online events, so the online i2i path is exercised.
+
+Usage::
+
+    .venv/bin/python benchmarks/service_benchmark.py --database-url "$(cat /tmp/pipe_full/database_url)"
+
+Appends a Markdown section to ``benchmarks/results/service.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import requests
+import sqlalchemy as sa
+
+from recsys.publishing.tables import current_version
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "benchmarks" / "service"
+RESULTS = ROOT / "benchmarks" / "results" / "service.md"
+UVICORN = [
+    str(Path(sys.executable).parent / "uvicorn"),
+    "--workers",
+    "1",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+]
+API_KEY = "benchmark-key"
+K = 10
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(
+    app: str, cwd: Path, env: dict[str, str], ready_path: str
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Start uvicorn; return the process, its base URL and the seconds until ``ready_path`` answered 200."""
+    port = free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen([*UVICORN, app, "--port", str(port)], cwd=cwd, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = started + 600
+    while time.perf_counter() < deadline:
+        try:
+            if requests.get(base + ready_path, timeout=2).status_code == 200:
+                return process, base, time.perf_counter() - started
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"{app} exited with {process.returncode}")
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"{app} was not ready in 600 s")
+
+
+def wrk(base: str, paths: list[str], connections: int, seconds: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
+        listing.write("\n".join(paths))
+        listing.flush()
+        done = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / "paths.lua"), base],
+            env={**os.environ, "PATHS_FILE": listing.name},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--users", type=int, default=5000, help="distinct users cycled through")
+    args = parser.parse_args()
+
+    engine = sa.create_engine(args.database_url)
+    with engine.connect() as conn:
+        ranked = current_version(conn, "ranked_recommendations")
+        users = [
+            row[0]
+            for row in conn.execute(
+                sa.text(f'SELECT DISTINCT user_id FROM "{ranked.physical_name}" ORDER BY user_id LIMIT :n'),
+                {"n": args.users},
+            )
+        ]
+        similar = current_version(conn, "similar_items").physical_name
+        items = [
+            row[0] for row in conn.execute(sa.text(f'SELECT DISTINCT item_id FROM "{similar}" LIMIT 200'))
+        ]
+
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "RECSYS_DATABASE_URL": args.database_url,
+        "RECSYS_API_KEY": API_KEY,
+        "RECSYS_RELOAD_INTERVAL_SECONDS": "3600",
+    }
+    service, base, startup = start("recsys_app.recsys_app:app", ROOT / "fast_api_service", env, "/ready")
+    rss = psutil.Process(service.pid).memory_info().rss
+    # A fifth of the users get three online views, so the online part has something to blend.
+    online_users = users[::5]
+    for number, user in enumerate(online_users):
+        for step in range(3):
+            requests.post(
+                f"{base}/events",
+                headers={"X-API-Key": API_KEY},
+                timeout=10,
+                json={"user_id": user, "item_id": items[(number + step) % len(items)], "event": "view"},
+            )
+    targets = {
+        "personalized": [f"/recommendations/users/{u}?k={K}" for u in users],
+        "default": [f"/recommendations/default?k={K}"],
+        "online": [f"/recommendations/users/{u}/online?k={K}" for u in online_users],
+    }
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    try:
+        for connections in (10, 50):
+            for name, paths in targets.items():
+                print(f"{name} @ {connections} connections …", flush=True)
+                results[(name, connections)] = wrk(base, paths, connections, args.seconds)
+        rss_after = psutil.Process(service.pid).memory_info().rss
+    finally:
+        service.terminate()
+        service.wait(30)
+
+    bare, bare_base, _ = start("bare_app:app", HERE, env, "/recommendations/users/1")
+    try:
+        for connections in (10, 50):
+            print(f"bare @ {connections} connections …", flush=True)
+            results[("bare", connections)] = wrk(
+                bare_base, targets["personalized"], connections, args.seconds
+            )
+    finally:
+        bare.terminate()
+        bare.wait(30)
+
+    lines = [
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {len(users):,} users cycled, {args.seconds} s per run, "
+        f"one uvicorn worker, {os.cpu_count()} cores",
+        "",
+        f"Tables: ranked_recommendations v{ranked.version} with {ranked.rows:,} rows (and the other published "
+        f"tables). Start-up to ready: **{startup:.1f} s**; service RSS after loading {rss / 2**20:,.0f} MiB, "
+        f"after the load test **{rss_after / 2**20:,.0f} MiB**.",
+        "",
+        "| endpoint | connections | req/s | vs bare | p50 ms | p95 ms | p95 vs bare | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for connections in (10, 50):
+        baseline = results[("bare", connections)]
+        for name in ("bare", *targets):
+            r = results[(name, connections)]
+            lines.append(
+                f"| {name} | {connections} | {r['rps']:,.0f} | {r['rps'] / baseline['rps']:.2f} | {r['p50_ms']:.2f} | "
+                f"{r['p95_ms']:.2f} | {r['p95_ms'] / baseline['p95_ms']:.2f} | {r['p99_ms']:.2f} | {int(r['errors'])} |"
+            )
+    lines.append("")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
