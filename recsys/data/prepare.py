@@ -10,6 +10,9 @@
   minutes starts a new one). The raw table keeps its Kaggle name ``events``, so the prepared
   one is called ``interactions``.
 
+Events recorded online by the service (table ``online_events``) count like raw events, so the
+next run after they were recorded includes them.
+
 The heavy work runs in SQL, so memory stays flat with the full 20 M property rows; only the
 latest value of three properties per item (about a million rows) reaches pandas. Both tables
 are replaced in one transaction.
@@ -62,6 +65,10 @@ INTERACTIONS = sa.Table(
     sa.Index("ix_interactions_user_id", "user_id"),
 )
 
+# Events the service records online (recsys.service.events); preparation adds them to the raw
+# events, so the next pipeline run learns from them.
+ONLINE_EVENTS_TABLE = "online_events"
+
 # Longest parent chain followed before the tree is declared cyclic (the real tree has depth 6).
 _MAX_TREE_DEPTH = 64
 
@@ -94,7 +101,13 @@ def from_epoch_ms(ms: int) -> datetime:
 def latest_event_time(engine: Engine) -> datetime:
     """One millisecond after the last raw event: the ``as_of`` that keeps every event."""
     with engine.connect() as conn:
-        last = conn.execute(sa.text('SELECT MAX("timestamp") FROM events')).scalar()
+        if not sa.inspect(conn).has_table("events"):
+            raise ValueError(
+                "the raw table 'events' does not exist: load the raw data first (recsys data load)"
+            )
+        last = conn.execute(
+            sa.text(f'SELECT MAX("timestamp") FROM {event_source(conn)} AS all_events')
+        ).scalar()
     if last is None:
         raise ValueError("the raw table 'events' is empty: load the raw data first (recsys data load)")
     return from_epoch_ms(int(last) + 1)
@@ -180,13 +193,13 @@ def build_items(conn: Connection, cutoff_ms: int) -> pd.DataFrame:
     properties = latest.pivot(index="item_id", columns="property", values="value")
     activity = pd.read_sql(
         sa.text(
-            """
+            f"""
             SELECT itemid AS item_id,
                    MIN("timestamp") AS first_ms, MAX("timestamp") AS last_ms,
                    SUM(CASE WHEN event = 'view' THEN 1 ELSE 0 END) AS n_views,
                    SUM(CASE WHEN event = 'addtocart' THEN 1 ELSE 0 END) AS n_addtocart,
                    SUM(CASE WHEN event = 'transaction' THEN 1 ELSE 0 END) AS n_transactions
-            FROM events WHERE "timestamp" < :cutoff GROUP BY itemid
+            FROM {event_source(conn)} AS all_events WHERE "timestamp" < :cutoff GROUP BY itemid
             """
         ),
         conn,
@@ -268,6 +281,16 @@ def category_ancestry(tree: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def event_source(conn: Connection) -> str:
+    """SQL of all events in the raw layout: the raw table plus the service's online events."""
+    if not sa.inspect(conn).has_table(ONLINE_EVENTS_TABLE):
+        return '(SELECT visitorid, itemid, event, "timestamp" FROM events)'
+    return (
+        '(SELECT visitorid, itemid, event, "timestamp" FROM events UNION ALL '
+        f'SELECT user_id, item_id, event, "timestamp" FROM {ONLINE_EVENTS_TABLE})'
+    )
+
+
 def _utc_datetime_sql(conn: Connection) -> str:
     """SQL turning the raw epoch-milliseconds column into a naive UTC timestamp."""
     if conn.dialect.name == "postgresql":
@@ -298,7 +321,7 @@ def _interactions_insert(conn: Connection) -> sa.TextClause:
                    CASE WHEN "timestamp" - LAG("timestamp") OVER (
                             PARTITION BY visitorid ORDER BY "timestamp", event, itemid
                         ) <= :gap_ms THEN 0 ELSE 1 END AS starts_session
-            FROM events
+            FROM {event_source(conn)} AS all_events
             WHERE "timestamp" < :cutoff
         ) AS marked
         """

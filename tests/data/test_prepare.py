@@ -14,6 +14,7 @@ from recsys.config import EventWeights
 from recsys.data.loader import load_raw_data
 from recsys.data.prepare import INTERACTIONS, ITEMS, category_ancestry, prepare_datasets, to_epoch_ms
 from recsys.data.readers import read_interactions, read_items
+from recsys.data.schema import EVENTS as RAW_EVENTS
 from tests.data.raw_files import write_raw_files
 
 WEEK1 = to_epoch_ms(datetime(2015, 6, 7, 3))
@@ -127,9 +128,10 @@ def test_empty_window_fails_and_keeps_previous_tables(loaded: Engine) -> None:
 
 
 def test_prepare_without_raw_events_says_what_to_do(db_engine: Engine) -> None:
-    with db_engine.begin() as conn:
-        conn.execute(sa.text('CREATE TABLE events ("timestamp" BIGINT)'))
-    with pytest.raises(ValueError, match="load the raw data first"):
+    with pytest.raises(ValueError, match=r"'events' does not exist: load the raw data first"):
+        prepare_datasets(db_engine, EventWeights())
+    RAW_EVENTS.sa_table().create(db_engine)
+    with pytest.raises(ValueError, match="'events' is empty: load the raw data first"):
         prepare_datasets(db_engine, EventWeights())
 
 
@@ -160,3 +162,31 @@ def test_readers_return_typed_frames(loaded: Engine) -> None:
 def test_readers_explain_a_missing_table(db_engine: Engine) -> None:
     with pytest.raises(ValueError, match="run `recsys data prepare`"):
         read_interactions(db_engine)
+
+
+def test_online_events_recorded_by_the_service_are_prepared_too(loaded: Engine) -> None:
+    from recsys.data.prepare import ONLINE_EVENTS_TABLE
+    from recsys.service.events import ONLINE_EVENTS
+
+    assert ONLINE_EVENTS.name == ONLINE_EVENTS_TABLE
+    with loaded.begin() as conn:
+        ONLINE_EVENTS.create(conn)
+        conn.execute(
+            ONLINE_EVENTS.insert(),
+            [
+                {
+                    "user_id": 7,
+                    "item_id": 300,
+                    "event": "addtocart",
+                    "timestamp": WEEK3 + 2 * MINUTE,
+                    "recorded_at": datetime(2015, 6, 21, 3, 2),
+                }
+            ],
+        )
+    report = prepare_datasets(loaded, EventWeights())
+    frame = read_table(loaded, INTERACTIONS, ["user_id", "datetime"])
+    assert report.n_interactions == 8
+    last = frame[frame["user_id"] == 7].iloc[-1]
+    assert (last["item_id"], last["event"], last["weight"]) == (300, "addtocart", 4.0)
+    items = read_table(loaded, ITEMS, ["item_id"]).set_index("item_id")
+    assert items.loc[300, "n_addtocart"] == 1
