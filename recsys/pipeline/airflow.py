@@ -49,9 +49,26 @@ MAX_ERROR_CHARS = 1500
 
 # -- steps -------------------------------------------------------------------------------------
 def _load_raw_files(ctx: RunContext) -> dict[str, Any]:
-    """Extract: load the raw files from the raw data folder into the raw tables (replacing them)."""
-    from recsys.data.loader import load_raw_data
+    """Extract: load the raw files from the raw data folder into the raw tables (replacing them).
 
+    Where another process keeps the raw tables up to date and the folder holds none of the
+    files, the step leaves the tables as they are (a folder with only some files still fails,
+    naming the missing one).
+    """
+    import sqlalchemy as sa
+
+    from recsys.data.loader import load_raw_data
+    from recsys.data.schema import RAW_TABLES
+    from recsys.data.sources import candidate_paths
+
+    names = [name for table in RAW_TABLES for name in table.files]
+    no_files = not any(p.is_file() for name in names for p in candidate_paths(ctx.settings.raw_dir, name))
+    tables_exist = all(sa.inspect(ctx.engine).has_table(table.name) for table in RAW_TABLES)
+    if no_files and tables_exist:
+        logger.info(
+            "no raw files in %s: keeping the raw tables already in the database", ctx.settings.raw_dir
+        )
+        return {"skipped": f"no raw files in {ctx.settings.raw_dir}; raw tables kept"}
     reports = load_raw_data(ctx.engine, ctx.settings.raw_dir)
     return {r.table: {"rows": r.rows_loaded, "duplicates_dropped": r.duplicates_dropped} for r in reports}
 

@@ -55,3 +55,22 @@ def test_unknown_step_is_named_with_the_valid_ones() -> None:
 def test_step_summary_is_json_safe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(wiring.EXTRA_STEPS, "numbers", lambda ctx: {"x": np.float32(0.5), "when": ctx.moment})
     assert run_step("numbers", MOMENT) == {"x": 0.5, "when": "2015-09-10 22:45:00"}
+
+
+def test_raw_load_keeps_existing_tables_when_the_folder_has_no_files(tmp_path: Path) -> None:
+    from recsys.config import Settings
+    from recsys.data.errors import RawDataError
+    from tests.data.raw_files import write_raw_files
+
+    settings = Settings(
+        _env_file=None, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", raw_data_dir=tmp_path / "raw"
+    )
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(RawDataError, match="file not found"):  # nothing to keep yet: a clear failure
+        run_step("load_raw_data", MOMENT, settings)
+
+    write_raw_files(tmp_path / "raw")
+    assert run_step("load_raw_data", MOMENT, settings)["events"]["rows"] == 6
+    for path in (tmp_path / "raw").iterdir():
+        path.unlink()
+    assert "raw tables kept" in run_step("load_raw_data", MOMENT, settings)["skipped"]
