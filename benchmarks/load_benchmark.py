@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from reporting import record
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "load.md"
 PYTHON = sys.executable
 
 TO_SQL_ROWS = 1_000_000
@@ -193,10 +193,7 @@ def main() -> None:
         "Seconds of the recsys steps include the Python start-up of their child process.",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    record("load.md", lines)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from reporting import record
 from sqlalchemy.engine import make_url
 
 from recsys.data.synthetic import generate_twin
 from recsys.pipeline.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "pipeline.md"
 RECSYS = Path(sys.executable).parent / "recsys"
 
 
@@ -117,10 +117,7 @@ def main() -> None:
         *(f"| {table} (published v{version}) | {count:,} |" for table, version, count in counts),
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    record("pipeline.md", lines)
 
 
 if __name__ == "__main__":

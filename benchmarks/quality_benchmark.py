@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from implicit.cpu.als import AlternatingLeastSquares
+from reporting import RESULTS_DIR, record
 
 from recsys.config import EventWeights
 from recsys.data.loader import load_raw_data
@@ -49,7 +50,6 @@ from recsys.models.ranker import TwoStageModel
 from recsys.storage.database import create_db_engine
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 RECTOOLS_PYTHON = ROOT / ".venv-rectools" / "bin" / "python"
 K = 10
 SHOWN = ["ndcg@10", "recall@10", "precision@5", "map@10", "novelty@5", "item_coverage@10", "user_coverage@10"]
@@ -198,10 +198,7 @@ def main() -> None:
         replay.round(4).to_markdown(),
         "",
     ]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"quality_{args.scale}.md"
-    with out.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    record(f"quality_{args.scale}.md", lines)
 
     figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for axis, metric in zip(axes, ("ndcg@10", "recall@10"), strict=True):
@@ -209,8 +206,7 @@ def main() -> None:
         axis.set_title(f"{metric} by segment ({args.scale} twin)")
         axis.set_xlabel("")
     figure.tight_layout()
-    figure.savefig(RESULTS / f"quality_{args.scale}.png", dpi=110)
-    print("\n".join(lines))
+    figure.savefig(RESULTS_DIR / f"quality_{args.scale}.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,12 @@ from pathlib import Path
 import psutil
 import requests
 import sqlalchemy as sa
+from reporting import record
 
 from recsys.publishing.tables import current_version
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks" / "service"
-RESULTS = ROOT / "benchmarks" / "results" / "service.md"
 UVICORN = [
     str(Path(sys.executable).parent / "uvicorn"),
     "--workers",
@@ -181,10 +181,7 @@ def main() -> None:
                 f"{r['p95_ms']:.2f} | {r['p95_ms'] / baseline['p95_ms']:.2f} | {r['p99_ms']:.2f} | {int(r['errors'])} |"
             )
     lines.append("")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    record("service.md", lines)
 
 
 if __name__ == "__main__":
