@@ -7,15 +7,15 @@ but fail under ``CI=true``: there they must run.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from recsys.storage.database import create_db_engine
+from tests.helpers import scratch_database
 
 pytest_plugins = ["tests.s3_server"]
 
@@ -35,22 +35,16 @@ def unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a database created for this test session on the PostgreSQL server, dropped after."""
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    probe = sa.create_engine(POSTGRES_URL)
     try:
-        with admin.connect() as conn:
+        with probe.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
-        admin.dispose()
         unavailable(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc.orig}")
-    name = f"recsys_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        probe.dispose()
+    with scratch_database(POSTGRES_URL) as url:
+        yield url
 
 
 @pytest.fixture

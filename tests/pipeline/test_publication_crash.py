@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recsys.publishing.tables import current_version, publish_frame
+from tests.helpers import wait_until
 from tests.pipeline.publishing_child import AS_OF, columns, recommendations
 from tests.pipeline.test_publication import NAME, same_rows, versions_on_disk, view
 
@@ -81,15 +82,6 @@ def wait_for_line(proc: subprocess.Popen[str], expected: str) -> None:
     pytest.fail(f"the publishing process never printed {expected!r}; its output:\n" + "\n".join(seen))
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting until {what}")
-
-
 def sigkill(proc: subprocess.Popen[str]) -> None:
     assert proc.poll() is None, "the publishing process finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
@@ -122,7 +114,9 @@ def test_writer_killed_while_writing_rows_leaves_the_previous_version(db_engine:
     with publishing_process(db_engine, LARGE) as proc:
         wait_for_line(proc, f"writing {NAME}__v2")
         if db_engine.dialect.name == "postgresql":
-            wait_until(lambda: ("active", None) in backend_activity(db_engine, "COPY %"), "COPY runs")
+            wait_until(
+                lambda: ("active", None) in backend_activity(db_engine, "COPY %"), TIMEOUT_S, "COPY to run"
+            )
         else:
             time.sleep(1.0)  # inside the first batches of the 2.5 M inserts
         sigkill(proc)
@@ -148,7 +142,8 @@ def test_writer_killed_before_the_switch_leaves_an_orphan_the_next_publication_d
         holder.execute(sa.text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": NAME})
         wait_until(
             lambda: ("active", "Lock") in backend_activity(postgres_engine, "%pg_advisory_xact_lock%"),
-            "the writer has committed its rows and waits to switch",
+            TIMEOUT_S,
+            "the writer to commit its rows and wait to switch",
         )
         assert versions_on_disk(postgres_engine) == ["recs__v1", "recs__v2"]
         sigkill(proc)
