@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import to_json
 
 # Ids are stored as 64-bit integers: larger numbers are rejected with 422, not a database error.
 MAX_ID = 2**63 - 1
@@ -160,3 +162,14 @@ class Message(BaseModel):
 NOT_READY_RESPONSE: dict[int | str, dict[str, object]] = {
     503: {"model": Message, "description": "No recommendations loaded yet (the database was unreachable)"}
 }
+
+
+def json_response(body: dict[str, Any]) -> Response:
+    """A recommendation answer encoded directly (its dataclasses included).
+
+    The hot endpoints return this instead of a pydantic model: building the models and having
+    FastAPI validate them again against ``response_model`` cost more than computing the answer.
+    The routes still declare their model, so the OpenAPI schema is unchanged, and the JSON is
+    the same (non-finite floats become ``null``, as pydantic writes them).
+    """
+    return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")

@@ -1,8 +1,8 @@
 """Online item-to-item recommendations and their blend with the offline lists.
 
 **Online i2i.** The user's latest online events go through the same scoring as the offline
-i2i model (:func:`recsys.models.i2i.recent_items` and
-:func:`~recsys.models.i2i.score_from_recent_items`): each of the most recent distinct items
+i2i model (:func:`recsys.models.i2i.score_one_user`, the single-user numpy
+form of :func:`~recsys.models.i2i.score_from_recent_items`): each of the most recent distinct items
 votes for its neighbours in the published ``similar_items`` table with
 ``similarity × 0.5 ** (position / recency_half_life)``; the recent items themselves are not
 recommended.
@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
-import pandas as pd
 
-from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
+from recsys.models.i2i import ItemToItemConfig, latest_distinct, score_one_user
 from recsys.service.events import UserActivity
 from recsys.service.store import Candidates, GroupedLists
 
@@ -54,18 +53,13 @@ def online_i2i(activity: UserActivity, similar: GroupedLists, config: ItemToItem
     config : ItemToItemConfig
         ``n_recent`` and ``recency_half_life``, as in the offline i2i model.
     """
-    if activity.recent.empty:
+    if activity.recent.size == 0:
         return Candidates.empty(ONLINE_I2I)
-    history = pd.DataFrame(
-        {"user_id": 0, "item_id": activity.recent["item_id"], "datetime": activity.recent["timestamp"]}
+    recent = latest_distinct(activity.recent, config.n_recent)
+    items, scores = score_one_user(
+        recent, [similar.row(item) for item in recent.tolist()], config.recency_half_life
     )
-    recent = recent_items(history, config.n_recent)
-    neighbours = similar.neighbours(recent["item_id"].to_numpy(dtype=np.int64))
-    scored = score_from_recent_items(recent, neighbours, config.recency_half_life)
-    ranked = top_k(scored, len(scored))
-    return Candidates(
-        ONLINE_I2I, ranked["item_id"].to_numpy(dtype=np.int64), ranked["score"].to_numpy(dtype=np.float32)
-    )
+    return Candidates(ONLINE_I2I, items, scores.astype(np.float32))
 
 
 def _entries(candidates: Candidates) -> Iterator[Recommendation]:

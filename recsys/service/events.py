@@ -61,16 +61,42 @@ class OnlineEvent:
 
 @dataclass(frozen=True)
 class UserActivity:
-    """What a user did online: the latest events (newest first) and every item bought."""
+    """What a user did online: the items of the latest events (newest first) and every item bought.
 
-    recent: pd.DataFrame
+    Plain arrays, not frames: they are built and read on every personalised request.
+    """
+
+    recent: npt.NDArray[np.int64]
     bought: npt.NDArray[np.int64]
 
     @classmethod
     def none(cls) -> UserActivity:
         """No online events (also what is used when the database cannot be read)."""
-        recent = pd.DataFrame({"item_id": np.empty(0, np.int64), "timestamp": np.empty(0, np.int64)})
-        return cls(recent, np.empty(0, dtype=np.int64))
+        return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+
+
+def _activity_query() -> sa.CompoundSelect[int, int, int, bool]:
+    """The user's latest events and their purchases in one statement (one round trip).
+
+    ``recent`` tells the two parts apart; the latest events come with their order keys because
+    SQL does not promise that a ``UNION ALL`` keeps the order of its parts.
+    """
+    table = ONLINE_EVENTS.c
+    user = sa.bindparam("user_id", type_=sa.BigInteger)
+    latest = (
+        sa.select(table.item_id, table.timestamp, table.event_id, sa.literal(True).label("recent"))
+        .where(table.user_id == user)
+        .order_by(table.timestamp.desc(), table.event_id.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+        .subquery()
+    )
+    bought = sa.select(table.item_id, table.timestamp, table.event_id, sa.literal(False)).where(
+        table.user_id == user, table.event == "transaction"
+    )
+    return sa.union_all(sa.select(latest), bought)
+
+
+ACTIVITY_QUERY = _activity_query()
 
 
 class OnlineEventsRepository:
@@ -113,27 +139,20 @@ class OnlineEventsRepository:
         return OnlineEvent(int(event_id), user_id, item_id, event, timestamp)
 
     def activity(self, user_id: int, limit: int) -> UserActivity:
-        """The user's ``limit`` latest events and all the items they bought online."""
-        table = ONLINE_EVENTS.c
-        recent_query = (
-            sa.select(table.item_id, table.timestamp)
-            .where(table.user_id == user_id)
-            .order_by(table.timestamp.desc(), table.event_id.desc())
-            .limit(limit)
-        )
-        bought_query = (
-            sa.select(table.item_id).where(table.user_id == user_id, table.event == "transaction").distinct()
-        )
+        """The user's ``limit`` latest events and all the items they bought online.
+
+        One indexed query on ``(user_id, timestamp)``, with bound parameters.
+        """
         with self.engine.connect() as conn:
-            recent = conn.execute(recent_query).fetchall()
-            bought = conn.execute(bought_query).scalars().all()
-        frame = pd.DataFrame(
-            {
-                "item_id": np.array([r.item_id for r in recent], dtype=np.int64),
-                "timestamp": np.array([r.timestamp for r in recent], dtype=np.int64),
-            }
-        )
-        return UserActivity(frame, np.unique(np.array(bought, dtype=np.int64)))
+            rows = conn.execute(ACTIVITY_QUERY, {"user_id": user_id, "limit": limit}).fetchall()
+        if not rows:
+            return UserActivity.none()
+        values = np.array([tuple(row) for row in rows], dtype=np.int64).reshape(len(rows), 4)
+        is_recent = values[:, 3] == 1
+        latest = values[is_recent]
+        # Newest first: by timestamp, then by event id (the later recorded wins a tie).
+        latest = latest[np.lexsort((-latest[:, 2], -latest[:, 1]))]
+        return UserActivity(latest[:, 0], np.unique(values[~is_recent, 0]))
 
     def count(self) -> int:
         """Number of recorded events."""

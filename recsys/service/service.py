@@ -6,7 +6,9 @@ answers) and storing an event. Database failures never fail a read: the answer d
 the offline lists and the failure is remembered for ``database_retry_seconds``, during which
 online reads are skipped, so an unreachable database does not slow every request down.
 
-Methods block (database, numpy) and are meant to run in a worker thread of the web server.
+Only :meth:`RecommendationService.read_online`, :meth:`~RecommendationService.record_event`,
+reloads and health touch the database and block; an async web server runs those in a worker
+thread and the in-memory answers (a few tens of microseconds) on its event loop.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ class RecommendationResult:
     items: list[Recommendation]
     sources: list[str]
     fallbacks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OnlineRead:
+    """A user's online events as read for one request, and the fallback taken if they could not be."""
+
+    activity: UserActivity
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,39 +250,58 @@ class RecommendationService:
             )
         return store
 
+    def check_ready(self) -> None:
+        """Raise :class:`NotReadyError` when no recommendations are loaded (before any database read)."""
+        self._ready_store()
+
     def default(self, k: int) -> RecommendationResult:
         """The ``k`` most popular available items."""
         items = as_recommendations(self._ready_store().default(), k)
         self.metrics.count_request("default", [])
         return RecommendationResult(items, sources_of(items))
 
-    def personalized(self, user_id: int, k: int) -> RecommendationResult:
+    def personalized(self, user_id: int, k: int, online: OnlineRead | None = None) -> RecommendationResult:
         """The user's offline list blended with online i2i, without bought or unavailable items.
 
         Unknown users get the popular items (fallback ``cold_user``).
+
+        Parameters
+        ----------
+        user_id, k : int
+            The user and the number of items wanted.
+        online : OnlineRead, optional
+            The user's online events read beforehand with :meth:`read_online` (an async
+            caller does that blocking read in a worker thread and the rest, pure memory
+            work, on its event loop); read here when not given.
         """
         store = self._ready_store()
+        online = online if online is not None else self.read_online(user_id)
         fallbacks: list[str] = []
         offline = self._offline_list(store, user_id, fallbacks)
-        activity = self._activity(user_id, fallbacks)
-        online = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
+        fallbacks.extend(online.fallbacks)
+        activity = online.activity
+        neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
         excluded = (activity.bought, store.unavailable_items)
-        online, offline = _filtered(online, excluded), _filtered(offline, excluded)
+        neighbours, offline = _filtered(neighbours, excluded), _filtered(offline, excluded)
         default = _filtered(store.default(), excluded)
-        items = blend(online, offline, [default], k, self.settings.online_share)
+        items = blend(neighbours, offline, [default], k, self.settings.online_share)
         if offline.source != "default" and any(r.source == "default" for r in items):
             fallbacks.append("filled_with_default")
         self.metrics.count_request("personalized", fallbacks)
         return RecommendationResult(items, sources_of(items), fallbacks)
 
-    def online(self, user_id: int, k: int) -> RecommendationResult:
-        """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``)."""
+    def online(self, user_id: int, k: int, online: OnlineRead | None = None) -> RecommendationResult:
+        """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``).
+
+        ``online`` is as in :meth:`personalized`.
+        """
         store = self._ready_store()
-        fallbacks: list[str] = []
-        activity = self._activity(user_id, fallbacks)
-        online = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
-        online = _filtered(online, (activity.bought, store.unavailable_items))
-        items = as_recommendations(online, k)
+        online = online if online is not None else self.read_online(user_id)
+        fallbacks = list(online.fallbacks)
+        activity = online.activity
+        neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
+        neighbours = _filtered(neighbours, (activity.bought, store.unavailable_items))
+        items = as_recommendations(neighbours, k)
         if not items and not fallbacks:
             fallbacks.append("no_online_events")
         self.metrics.count_request("online", fallbacks)
@@ -306,19 +335,21 @@ class RecommendationService:
         fallbacks.append("cold_user")
         return store.default()
 
-    def _activity(self, user_id: int, fallbacks: list[str]) -> UserActivity:
+    def read_online(self, user_id: int) -> OnlineRead:
+        """The user's online events: the only database read of a request (blocking).
+
+        An unreachable database gives no events and the ``database_unavailable`` fallback.
+        """
         if not self.database.should_try():
-            fallbacks.append("database_unavailable")
-            return UserActivity.none()
+            return OnlineRead(UserActivity.none(), ("database_unavailable",))
         try:
             self._ensure_events_table()
             activity = self.events.activity(user_id, self.settings.online_events_limit)
         except sa.exc.SQLAlchemyError as error:
             self.database.failed(error)
-            fallbacks.append("database_unavailable")
-            return UserActivity.none()
+            return OnlineRead(UserActivity.none(), ("database_unavailable",))
         self.database.succeeded()
-        return activity
+        return OnlineRead(activity)
 
     # -- writes ------------------------------------------------------------------------------
     def record_event(self, user_id: int, item_id: int, event: str, moment: datetime | None) -> OnlineEvent:

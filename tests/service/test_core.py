@@ -17,7 +17,7 @@ from recsys.config import EventWeights
 from recsys.data.loader import load_raw_data
 from recsys.data.prepare import ITEMS, prepare_datasets
 from recsys.data.readers import read_interactions
-from recsys.models.i2i import ItemToItemConfig
+from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
 from recsys.publishing.tables import publish_frame
 from recsys.service.blending import blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
@@ -149,14 +149,32 @@ def test_online_i2i_votes_with_recency_and_skips_recent_items() -> None:
         item="similar_item_id",
     )
     # Newest first: item 2, then item 1, then item 2 again (only its latest position counts).
-    activity = UserActivity(
-        pd.DataFrame({"item_id": [2, 1, 2], "timestamp": [300, 200, 100]}), np.empty(0, dtype=np.int64)
-    )
+    activity = UserActivity(np.array([2, 1, 2], dtype=np.int64), np.empty(0, dtype=np.int64))
     result = online_i2i(activity, similar, ItemToItemConfig(recency_half_life=3.0))
     decay = 2 ** (-1 / 3)
     assert result.items.tolist() == [6, 5]
     assert result.scores.tolist() == pytest.approx([0.3 + 0.4 * decay, 0.5 * decay])
     assert online_i2i(UserActivity.none(), similar, ItemToItemConfig()).items.size == 0
+
+
+def test_single_user_i2i_matches_the_frame_version() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        similar = pd.DataFrame(
+            {
+                "item_id": np.repeat(np.arange(20), 5),
+                "similar_item_id": rng.integers(0, 40, 100),
+                "score": rng.random(100).astype(np.float32),
+            }
+        ).drop_duplicates(["item_id", "similar_item_id"])
+        similar["rank"] = similar.groupby("item_id").cumcount() + 1
+        history = rng.integers(0, 25, rng.integers(1, 30)).astype(np.int64)
+        frame = pd.DataFrame({"user_id": 0, "item_id": history, "datetime": -np.arange(history.size)})
+        expected = top_k(score_from_recent_items(recent_items(frame, 10), similar, 3.0), 1000)
+        lists = GroupedLists.from_frame(similar, "item_id", item="similar_item_id")
+        result = online_i2i(UserActivity(history, np.empty(0, np.int64)), lists, ItemToItemConfig())
+        assert result.items.tolist() == expected["item_id"].tolist()
+        assert result.scores.tolist() == pytest.approx(expected["score"].tolist(), rel=1e-6)
 
 
 # -- the service over a small hand-made database ----------------------------------------------

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from fastapi.responses import Response
 
 from recsys_app.api.deps import ItemIdPath, KDep, ServiceDep
-from recsys_app.models import NOT_READY_RESPONSE, Message, RecommendedItem, SimilarItems
+from recsys_app.models import NOT_READY_RESPONSE, Message, SimilarItems, json_response
 
 router = APIRouter(prefix="/items", tags=["items"], responses=NOT_READY_RESPONSE)
 
@@ -15,8 +16,6 @@ router = APIRouter(prefix="/items", tags=["items"], responses=NOT_READY_RESPONSE
     response_model=SimilarItems,
     responses={status.HTTP_404_NOT_FOUND: {"model": Message, "description": "Unknown item"}},
 )
-async def similar_items(service: ServiceDep, item_id: ItemIdPath, k: KDep) -> SimilarItems:
+async def similar_items(service: ServiceDep, item_id: ItemIdPath, k: KDep) -> Response:
     """The ``k`` items most similar to the item (co-visitation first, then ALS neighbours)."""
-    found = service.similar(item_id, k)
-    items = [RecommendedItem.model_validate(item, from_attributes=True) for item in found]
-    return SimilarItems(item_id=item_id, k=k, items=items)
+    return json_response({"item_id": item_id, "k": k, "items": service.similar(item_id, k)})
