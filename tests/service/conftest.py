@@ -15,9 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +25,6 @@ import httpx
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from recsys.config import Settings
 from recsys.data.loader import load_raw_data
@@ -42,6 +39,7 @@ from recsys.pipeline.stages import (
 )
 from recsys.publishing.tables import publish_frame, read_published
 from recsys.storage.database import bulk_insert, create_db_engine
+from tests.helpers import scratch_database, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_DIR = ROOT / "fast_api_service"
@@ -134,25 +132,10 @@ def sqlite_copy(published_data: PublishedData, tmp_path: Path) -> str:
     return f"sqlite:///{target}"
 
 
-@contextmanager
-def scratch_postgres(server_url: str) -> Iterator[str]:
-    """A new, empty database on the test server (dropped, connections and all, afterwards)."""
-    name = f"recsys_service_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture
 def postgres_copy(postgres_url: str, published_data: PublishedData) -> Iterator[str]:
     """URL of a scratch PostgreSQL database holding the published tables (one per test)."""
-    with scratch_postgres(postgres_url) as url:
+    with scratch_database(postgres_url) as url:
         publish_copy(url, published_data)
         yield url
 
@@ -269,13 +252,8 @@ class LiveService:
             stop_process(self.process)
 
     def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        """Poll ``condition`` until true or fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.1)
-        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{self.log_tail()}")
+        """Poll ``condition`` until true or fail after ``timeout`` seconds, showing the service's log."""
+        wait_until(condition, timeout, what, details=self.log_tail)
 
 
 @pytest.fixture
@@ -299,7 +277,7 @@ def postgres_service(
     postgres_url: str, published_data: PublishedData, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveService]:
     """One service on a scratch PostgreSQL database for read-mostly tests of the whole session."""
-    with scratch_postgres(postgres_url) as url:
+    with scratch_database(postgres_url) as url:
         publish_copy(url, published_data)
         service = LiveService(url, tmp_path_factory.mktemp("pg_service") / "service.log").start()
         try:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from recsys.publishing.tables import publish_frame
 from recsys.service.settings import ServiceSettings
 from recsys.storage.database import create_db_engine
+from tests.helpers import scratch_database
 from tests.service.conftest import (
     API_KEY,
     SERVICE_DIR,
@@ -21,7 +22,6 @@ from tests.service.conftest import (
     LiveService,
     PublishedData,
     publish_copy,
-    scratch_postgres,
 )
 
 AUTH = {"X-API-Key": API_KEY}
@@ -58,7 +58,7 @@ def test_database_lost_mid_way_degrades_without_failing_reads(
 ) -> None:
     user = published_data.ranked_user(3)
     ranked = published_data.list_of("ranked_recommendations", user)
-    with scratch_postgres(postgres_url) as url:
+    with scratch_database(postgres_url) as url:
         publish_copy(url, published_data)
         service = start_service(url)
         client = service.client(timeout=10)
@@ -114,7 +114,7 @@ def test_database_lost_mid_way_degrades_without_failing_reads(
 def test_start_without_database_then_recover(
     postgres_url: str, published_data: PublishedData, start_service: StartService
 ) -> None:
-    with scratch_postgres(postgres_url) as url:
+    with scratch_database(postgres_url) as url:
         missing = sa.engine.make_url(url).set(database=sa.engine.make_url(url).database + "_later")
         missing_url = missing.render_as_string(hide_password=False)
         service = start_service(missing_url, wait_ready=False)
