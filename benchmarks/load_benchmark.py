@@ -25,12 +25,11 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from reporting import record
+from common import add_postgres_argument, record, scratch_database
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,12 +108,7 @@ def main() -> None:
     )
     parser.add_argument("--raw-dir", type=Path, required=True)
     parser.add_argument("--scale", default="full")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get(
-            "RECSYS_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_postgres_argument(parser)
     args = parser.parse_args()
 
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -127,12 +121,7 @@ def main() -> None:
         )
         print(f"  generated in {gen_seconds:.0f} s, peak RSS {gen_rss / 2**20:.0f} MiB", flush=True)
 
-    admin = sa.create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
-    name = f"recsys_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db_url = make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(args.postgres_url, "recsys_bench") as db_url:
         print("psql \\copy …", flush=True)
         copy_rows, copy_seconds = psql_copy(db_url, args.raw_dir)
         print(f"  {copy_rows:,} rows in {copy_seconds:.1f} s", flush=True)
@@ -169,9 +158,6 @@ def main() -> None:
             env,
         )
         print(f"  {prepared} in {prep_seconds:.1f} s, peak RSS {prep_rss / 2**20:.0f} MiB", flush=True)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     copy_rate = copy_rows / copy_seconds
     load_rate = int(loaded["rows_read"]) / load_seconds  # type: ignore[call-overload]

@@ -18,13 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from reporting import record
-from sqlalchemy.engine import make_url
+from common import add_postgres_argument, record, scratch_database
 
 from recsys.data.synthetic import generate_twin
 from recsys.pipeline.stages import STAGES
@@ -54,23 +52,17 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="keep the database; write its URL and the object store here"
     )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get(
-            "RECSYS_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_postgres_argument(parser)
     args = parser.parse_args()
     if not (args.raw_dir / "events.csv").exists():
         generate_twin(args.raw_dir, scale=args.scale)
 
-    admin = sa.create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
-    name = f"recsys_pipeline_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db_url = make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
     rows: list[tuple[str, float, int]] = []
-    with tempfile.TemporaryDirectory() as scratch:
+    keep = args.keep is not None
+    with (
+        scratch_database(args.postgres_url, "recsys_pipeline", keep=keep) as db_url,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
         store = str(args.keep / "object_store") if args.keep else scratch
         env = {
             **os.environ,
@@ -79,28 +71,23 @@ def main() -> None:
             "RECSYS_OBJECT_STORE_URL": store,
             "RECSYS_RAW_DATA_DIR": str(args.raw_dir),
         }
-        try:
-            rows.append(("data load (raw files → raw tables)", *timed([str(RECSYS), "data", "load"], env)))
-            for stage in STAGES:
-                print(f"{stage} …", flush=True)
-                seconds, rss = timed(
-                    [str(RECSYS), "pipeline", "run", "--stage", stage, "--moment", args.moment], env
-                )
-                rows.append((stage, seconds, rss))
-            with sa.create_engine(db_url).connect() as conn:
-                counts = conn.execute(
-                    sa.text("SELECT name, version, rows FROM published_tables ORDER BY name")
-                ).all()
-                prepared = {
-                    t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                    for t in ("items", "interactions")
-                }
-        finally:
-            if args.keep:
-                (args.keep / "database_url").write_text(db_url)
-            else:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if keep:
+            (args.keep / "database_url").write_text(db_url)
+        rows.append(("data load (raw files → raw tables)", *timed([str(RECSYS), "data", "load"], env)))
+        for stage in STAGES:
+            print(f"{stage} …", flush=True)
+            seconds, rss = timed(
+                [str(RECSYS), "pipeline", "run", "--stage", stage, "--moment", args.moment], env
+            )
+            rows.append((stage, seconds, rss))
+        with sa.create_engine(db_url).connect() as conn:
+            counts = conn.execute(
+                sa.text("SELECT name, version, rows FROM published_tables ORDER BY name")
+            ).all()
+            prepared = {
+                t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("items", "interactions")
+            }
 
     total = sum(seconds for _, seconds, _ in rows)
     lines = [

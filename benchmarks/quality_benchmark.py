@@ -31,8 +31,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from common import RESULTS_DIR, record
 from implicit.cpu.als import AlternatingLeastSquares
-from reporting import RESULTS_DIR, record
 
 from recsys.config import EventWeights
 from recsys.data.loader import load_raw_data

@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 import requests
 import sqlalchemy as sa
-from reporting import record
+from common import record
 
 from recsys.publishing.tables import current_version
 
