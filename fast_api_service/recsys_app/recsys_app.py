@@ -1,7 +1,8 @@
 """The FastAPI application: ``uvicorn recsys_app.recsys_app:app`` (run from ``fast_api_service/``).
 
 A thin shell over :class:`recsys.service.service.RecommendationService`: the lifespan loads the
-published tables into memory and starts a background task that swaps in newer versions; the
+published tables and the online events into memory and starts background tasks that swap in
+newer table versions and read newly recorded events; the
 routers validate requests and call the service; Prometheus metrics are served at ``/metrics``.
 """
 
@@ -41,11 +42,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-async def poll_tables(service: RecommendationService, interval_seconds: float) -> None:
-    """Swap in newly published tables every ``interval_seconds`` (reads run in a worker thread)."""
+async def every(interval_seconds: float, refresh: Callable[[], None]) -> None:
+    """Run the blocking ``refresh`` in a worker thread every ``interval_seconds`` (it never raises)."""
     while True:
         await asyncio.sleep(interval_seconds)
-        await run_in_threadpool(service.try_reload)
+        await run_in_threadpool(refresh)
 
 
 def _error_handler(code: int) -> Callable[[Request, Exception], Any]:
@@ -88,13 +89,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         service = RecommendationService(settings, metrics)
         await run_in_threadpool(service.start)
         app.state.service = service
-        poller = asyncio.create_task(poll_tables(service, settings.reload_interval_seconds))
+        pollers = [
+            asyncio.create_task(every(settings.reload_interval_seconds, service.try_reload)),
+            asyncio.create_task(every(settings.online_events_refresh_seconds, service.refresh_online_events)),
+        ]
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for poller in pollers:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
             await run_in_threadpool(service.close)
 
     app = FastAPI(

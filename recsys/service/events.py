@@ -1,9 +1,9 @@
 """Online events: what users do while the service runs, stored durably in ``online_events``.
 
 The service records views, add-to-carts and purchases as they happen, so they survive a
-restart and every worker sees them; each personalised request reads the user's latest ones
-(one indexed query) to compute online item-to-item recommendations and to filter what the
-user has just bought.
+restart and every worker sees them; every worker keeps each user's latest ones in memory
+(:mod:`recsys.service.activity`, refreshed from this table twice a second) to compute online
+item-to-item recommendations and to filter what the user has just bought.
 
 The next pipeline run can learn from them too: :func:`export_raw_events` returns them in the
 raw ``events`` format (``timestamp, visitorid, event, itemid, transactionid``), e.g.::
@@ -43,8 +43,8 @@ ONLINE_EVENTS = sa.Table(
     sa.CheckConstraint(
         f"event IN ({', '.join(repr(e) for e in EVENT_TYPES)})", name="ck_online_events_event"
     ),
-    # The per-request read: a user's latest events.
-    sa.Index("ix_online_events_user_time", "user_id", "timestamp"),
+    # Ids only grow (never reused): the service's in-memory copy reads the events after the last id.
+    sqlite_autoincrement=True,
 )
 
 
@@ -61,42 +61,20 @@ class OnlineEvent:
 
 @dataclass(frozen=True)
 class UserActivity:
-    """What a user did online: the items of the latest events (newest first) and every item bought.
-
-    Plain arrays, not frames: they are built and read on every personalised request.
-    """
+    """What a user did online: the items of the latest events (newest first) and every item
+    bought (sorted). Plain arrays, read on every personalised request."""
 
     recent: npt.NDArray[np.int64]
     bought: npt.NDArray[np.int64]
 
     @classmethod
     def none(cls) -> UserActivity:
-        """No online events (also what is used when the database cannot be read)."""
+        """No online events."""
         return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
 
 
-def _activity_query() -> sa.CompoundSelect[int, int, int, bool]:
-    """The user's latest events and their purchases in one statement (one round trip).
-
-    ``recent`` tells the two parts apart; the latest events come with their order keys because
-    SQL does not promise that a ``UNION ALL`` keeps the order of its parts.
-    """
-    table = ONLINE_EVENTS.c
-    user = sa.bindparam("user_id", type_=sa.BigInteger)
-    latest = (
-        sa.select(table.item_id, table.timestamp, table.event_id, sa.literal(True).label("recent"))
-        .where(table.user_id == user)
-        .order_by(table.timestamp.desc(), table.event_id.desc())
-        .limit(sa.bindparam("limit", type_=sa.Integer))
-        .subquery()
-    )
-    bought = sa.select(table.item_id, table.timestamp, table.event_id, sa.literal(False)).where(
-        table.user_id == user, table.event == "transaction"
-    )
-    return sa.union_all(sa.select(latest), bought)
-
-
-ACTIVITY_QUERY = _activity_query()
+# Columns of the arrays :meth:`OnlineEventsRepository.events_after` returns.
+EVENT_ID, USER, ITEM, TIMESTAMP, PURCHASE = range(5)
 
 
 class OnlineEventsRepository:
@@ -138,21 +116,26 @@ class OnlineEventsRepository:
             ).scalar_one()
         return OnlineEvent(int(event_id), user_id, item_id, event, timestamp)
 
-    def activity(self, user_id: int, limit: int) -> UserActivity:
-        """The user's ``limit`` latest events and all the items they bought online.
+    def events_after(self, event_id: int) -> npt.NDArray[np.int64]:
+        """Every event with a higher id, as rows ``event_id, user_id, item_id, timestamp, purchase``.
 
-        One indexed query on ``(user_id, timestamp)``, with bound parameters.
+        One range scan of the primary key (bound parameter); ``purchase`` is 1 for a transaction.
         """
+        table = ONLINE_EVENTS.c
+        query = (
+            sa.select(
+                table.event_id,
+                table.user_id,
+                table.item_id,
+                table.timestamp,
+                sa.case((table.event == "transaction", 1), else_=0),
+            )
+            .where(table.event_id > sa.bindparam("after", type_=sa.BigInteger))
+            .order_by(table.event_id)
+        )
         with self.engine.connect() as conn:
-            rows = conn.execute(ACTIVITY_QUERY, {"user_id": user_id, "limit": limit}).fetchall()
-        if not rows:
-            return UserActivity.none()
-        values = np.array([tuple(row) for row in rows], dtype=np.int64).reshape(len(rows), 4)
-        is_recent = values[:, 3] == 1
-        latest = values[is_recent]
-        # Newest first: by timestamp, then by event id (the later recorded wins a tie).
-        latest = latest[np.lexsort((-latest[:, 2], -latest[:, 1]))]
-        return UserActivity(latest[:, 0], np.unique(values[~is_recent, 0]))
+            rows = conn.execute(query, {"after": event_id}).fetchall()
+        return np.array(rows, dtype=np.int64).reshape(len(rows), 5)
 
     def count(self) -> int:
         """Number of recorded events."""

@@ -1,14 +1,16 @@
 """The recommendation service: every answer the HTTP layer gives, as plain synchronous methods.
 
-Reads come from the in-memory :class:`~recsys.service.store.RecommendationStore`; the only
-database work on a request is reading the user's online events (personalised and online
-answers) and storing an event. Database failures never fail a read: the answer degrades to
-the offline lists and the failure is remembered for ``database_retry_seconds``, during which
-online reads are skipped, so an unreachable database does not slow every request down.
+Reads come from memory: the published tables from the
+:class:`~recsys.service.store.RecommendationStore`, the users' online events from the
+:class:`~recsys.service.activity.OnlineActivityCache`. The database is used to store an
+event, by the background refreshes (:meth:`RecommendationService.refresh_online_events`,
+:meth:`~RecommendationService.reload`) and by health; those calls block, so an async web
+server runs them in a worker thread and the answers (tens of microseconds) on its event loop.
 
-Only :meth:`RecommendationService.read_online`, :meth:`~RecommendationService.record_event`,
-reloads and health touch the database and block; an async web server runs those in a worker
-thread and the in-memory answers (a few tens of microseconds) on its event loop.
+Database failures never fail a read: answers come from what is in memory, flagged with the
+``database_unavailable`` fallback (events recorded meanwhile by other workers are missing),
+and the failure is remembered for ``database_retry_seconds``, during which the refreshes do
+not try again, so an unreachable database is not hammered.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from recsys.data.prepare import to_epoch_ms
 from recsys.models.i2i import ItemToItemConfig
+from recsys.service.activity import OnlineActivityCache
 from recsys.service.blending import Recommendation, as_recommendations, blend, online_i2i, sources_of
-from recsys.service.events import OnlineEvent, OnlineEventsRepository, UserActivity
+from recsys.service.events import OnlineEvent, OnlineEventsRepository
 from recsys.service.metrics import ServiceMetrics
 from recsys.service.settings import ServiceSettings
 from recsys.service.store import (
@@ -68,14 +71,6 @@ class RecommendationResult:
     items: list[Recommendation]
     sources: list[str]
     fallbacks: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class OnlineRead:
-    """A user's online events as read for one request, and the fallback taken if they could not be."""
-
-    activity: UserActivity
-    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +156,7 @@ class RecommendationService:
         self.metrics = metrics if metrics is not None else ServiceMetrics()
         self.engine = engine if engine is not None else create_service_engine(settings)
         self.events = OnlineEventsRepository(self.engine)
+        self.activity = OnlineActivityCache(settings.online_events_limit)
         self.database = DatabaseStatus(settings.database_retry_seconds)
         self.i2i_config = ItemToItemConfig()
         self._store = RecommendationStore.empty()
@@ -177,12 +173,14 @@ class RecommendationService:
         return self._store
 
     def start(self) -> None:
-        """Prepare the events table and load the tables; a database that is down is not fatal:
-        the service starts empty (not ready) and the polling loop loads the tables later."""
+        """Prepare the events table, read the online events and load the tables; a database that
+        is down is not fatal: the service starts empty (not ready) and the polling loops load
+        everything later."""
         try:
             self._ensure_events_table()
         except sa.exc.SQLAlchemyError as error:
             self.database.failed(error)
+        self.refresh_online_events()
         self.try_reload()
 
     def close(self) -> None:
@@ -250,36 +248,22 @@ class RecommendationService:
             )
         return store
 
-    def check_ready(self) -> None:
-        """Raise :class:`NotReadyError` when no recommendations are loaded (before any database read)."""
-        self._ready_store()
-
     def default(self, k: int) -> RecommendationResult:
         """The ``k`` most popular available items."""
         items = as_recommendations(self._ready_store().default(), k)
         self.metrics.count_request("default", [])
         return RecommendationResult(items, sources_of(items))
 
-    def personalized(self, user_id: int, k: int, online: OnlineRead | None = None) -> RecommendationResult:
+    def personalized(self, user_id: int, k: int) -> RecommendationResult:
         """The user's offline list blended with online i2i, without bought or unavailable items.
 
         Unknown users get the popular items (fallback ``cold_user``).
-
-        Parameters
-        ----------
-        user_id, k : int
-            The user and the number of items wanted.
-        online : OnlineRead, optional
-            The user's online events read beforehand with :meth:`read_online` (an async
-            caller does that blocking read in a worker thread and the rest, pure memory
-            work, on its event loop); read here when not given.
         """
         store = self._ready_store()
-        online = online if online is not None else self.read_online(user_id)
         fallbacks: list[str] = []
         offline = self._offline_list(store, user_id, fallbacks)
-        fallbacks.extend(online.fallbacks)
-        activity = online.activity
+        fallbacks.extend(self._online_fallbacks())
+        activity = self.activity.get(user_id)
         neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
         excluded = (activity.bought, store.unavailable_items)
         neighbours, offline = _filtered(neighbours, excluded), _filtered(offline, excluded)
@@ -290,15 +274,11 @@ class RecommendationService:
         self.metrics.count_request("personalized", fallbacks)
         return RecommendationResult(items, sources_of(items), fallbacks)
 
-    def online(self, user_id: int, k: int, online: OnlineRead | None = None) -> RecommendationResult:
-        """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``).
-
-        ``online`` is as in :meth:`personalized`.
-        """
+    def online(self, user_id: int, k: int) -> RecommendationResult:
+        """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``)."""
         store = self._ready_store()
-        online = online if online is not None else self.read_online(user_id)
-        fallbacks = list(online.fallbacks)
-        activity = online.activity
+        fallbacks = self._online_fallbacks()
+        activity = self.activity.get(user_id)
         neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
         neighbours = _filtered(neighbours, (activity.bought, store.unavailable_items))
         items = as_recommendations(neighbours, k)
@@ -335,21 +315,28 @@ class RecommendationService:
         fallbacks.append("cold_user")
         return store.default()
 
-    def read_online(self, user_id: int) -> OnlineRead:
-        """The user's online events: the only database read of a request (blocking).
+    def _online_fallbacks(self) -> list[str]:
+        """``database_unavailable`` while the online events in memory may miss recent ones."""
+        if self.activity.loaded and self.database.reachable:
+            return []
+        return ["database_unavailable"]
 
-        An unreachable database gives no events and the ``database_unavailable`` fallback.
+    def refresh_online_events(self) -> None:
+        """Read the online events recorded since the last refresh (all of them the first time).
+
+        Blocking; run by a background loop. Errors are logged and remembered, never raised.
         """
         if not self.database.should_try():
-            return OnlineRead(UserActivity.none(), ("database_unavailable",))
+            return
         try:
             self._ensure_events_table()
-            activity = self.events.activity(user_id, self.settings.online_events_limit)
+            polled_at = time.monotonic()
+            rows = self.events.events_after(self.activity.watermark)
         except sa.exc.SQLAlchemyError as error:
             self.database.failed(error)
-            return OnlineRead(UserActivity.none(), ("database_unavailable",))
+            return
         self.database.succeeded()
-        return OnlineRead(activity)
+        self.activity.apply_poll(rows, polled_at)
 
     # -- writes ------------------------------------------------------------------------------
     def record_event(self, user_id: int, item_id: int, event: str, moment: datetime | None) -> OnlineEvent:
@@ -370,6 +357,7 @@ class RecommendationService:
                 "the database is unreachable: the event was not recorded"
             ) from error
         self.database.succeeded()
+        self.activity.add(stored)
         self.metrics.events.labels(event).inc()
         return stored
 

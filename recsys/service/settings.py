@@ -18,12 +18,13 @@ class ServiceSettings(Settings):
 
     # How often the service looks for a newer published version of its tables.
     reload_interval_seconds: float = Field(60.0, gt=0)
-    # Latest online events of a user read per request (the i2i part uses the distinct items among them).
+    # Latest online events kept per user (the i2i part uses the distinct items among them).
     online_events_limit: int = Field(100, ge=1, le=10_000)
+    # How often each worker reads the online events other workers recorded (their delay to show).
+    online_events_refresh_seconds: float = Field(0.5, gt=0)
     # Share of the blended list given to online i2i items (they alternate with the offline list).
     online_share: float = Field(0.5, ge=0, le=1)
-    # After a failed database call, online reads are skipped for this long (the answer comes
-    # from memory at once instead of every request waiting for the database to time out).
+    # After a failed database call, the background refreshes wait this long before trying again.
     database_retry_seconds: float = Field(5.0, ge=0)
     # Bound on connecting to PostgreSQL, so an unreachable server degrades requests quickly.
     database_connect_timeout_seconds: int = Field(3, ge=1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from recsys.service.service import RecommendationResult
 from recsys_app.api.deps import KDep, ServiceDep, UserIdPath
@@ -25,8 +24,7 @@ def _user_answer(user_id: int, k: int, result: RecommendationResult) -> Response
     )
 
 
-# The handlers are async: answers come from memory, on the event loop. Only the read of the
-# user's online events blocks (the database), so only it goes to the thread pool.
+# The handlers are async: answers come from memory (tables and online events), on the event loop.
 @router.get("/default", response_model=DefaultRecommendations)
 async def default_recommendations(service: ServiceDep, k: KDep) -> Response:
     """The ``k`` most popular available items (what cold users get)."""
@@ -41,14 +39,10 @@ async def user_recommendations(service: ServiceDep, user_id: UserIdPath, k: KDep
     offline list, online first; duplicates, items bought online and unavailable items are
     removed and popular items fill any gap. Unknown users get the popular items.
     """
-    service.check_ready()
-    online = await run_in_threadpool(service.read_online, user_id)
-    return _user_answer(user_id, k, service.personalized(user_id, k, online))
+    return _user_answer(user_id, k, service.personalized(user_id, k))
 
 
 @router.get("/users/{user_id}/online", response_model=UserRecommendations)
 async def online_recommendations(service: ServiceDep, user_id: UserIdPath, k: KDep) -> Response:
     """Only the online i2i recommendations from the user's latest online events (may be fewer than k)."""
-    service.check_ready()
-    online = await run_in_threadpool(service.read_online, user_id)
-    return _user_answer(user_id, k, service.online(user_id, k, online))
+    return _user_answer(user_id, k, service.online(user_id, k))
