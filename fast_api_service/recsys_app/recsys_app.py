@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
 from starlette.concurrency import run_in_threadpool
 
 import recsys
@@ -27,6 +28,7 @@ from recsys.service.service import (
     DatabaseUnavailableError,
     NotReadyError,
     RecommendationService,
+    TooManyItemsError,
     UnknownItemError,
 )
 from recsys.service.settings import ServiceSettings, load_service_settings
@@ -56,8 +58,21 @@ def _error_handler(code: int) -> Callable[[Request, Exception], Any]:
     return handle
 
 
+async def _too_many_items(_request: Request, error: Exception) -> JSONResponse:
+    """``k`` above the configured bound: a 422 shaped like FastAPI's own validation errors."""
+    assert isinstance(error, TooManyItemsError)
+    detail = {
+        "type": "less_than_equal",
+        "loc": ["query", "k"],
+        "msg": str(error),
+        "input": error.k,
+        "ctx": {"le": error.largest},
+    }
+    return JSONResponse({"detail": [detail]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 def _with_k_maximum(app: FastAPI, largest: int) -> Callable[[], dict[str, Any]]:
-    """``app.openapi`` that also states the upper bound of ``k`` (a setting, checked in ``bounded_k``)."""
+    """``app.openapi`` that also states the upper bound of ``k`` (a setting the service checks)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -116,16 +131,20 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key"],
         )
     app.include_router(api_router)
+    app.add_exception_handler(TooManyItemsError, _too_many_items)
     app.add_exception_handler(UnknownItemError, _error_handler(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(DatabaseUnavailableError, _error_handler(status.HTTP_503_SERVICE_UNAVAILABLE))
     app.add_exception_handler(NotReadyError, _error_handler(status.HTTP_503_SERVICE_UNAVAILABLE))
+    # Two HTTP metrics only (the instrumentator's default set adds size histograms and a second
+    # latency histogram, which cost more per request than the answer itself).
     Instrumentator(
         should_group_status_codes=False,
         excluded_handlers=["/metrics"],
         registry=metrics.registry,
-    ).instrument(app, latency_lowr_buckets=LATENCY_BUCKETS, latency_highr_buckets=LATENCY_BUCKETS).expose(
-        app, include_in_schema=False
-    )
+    ).add(
+        instrumentator_metrics.requests(registry=metrics.registry),
+        instrumentator_metrics.latency(buckets=LATENCY_BUCKETS, registry=metrics.registry),
+    ).instrument(app).expose(app, include_in_schema=False)
     app.openapi = _with_k_maximum(app, settings.n_personalized_recommendations)  # type: ignore[method-assign]
     return app
 

@@ -20,8 +20,8 @@ Scores are each source's own and are not comparable across sources; the order is
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, repeat
+from typing import TypedDict
 
 import numpy as np
 
@@ -31,10 +31,13 @@ from recsys.service.store import Candidates, GroupedLists
 
 ONLINE_I2I = "online_i2i"
 
+# An item of a list being blended: item id, score, label.
+Entry = tuple[int, float, str]
 
-@dataclass(frozen=True)
-class Recommendation:
-    """One recommended item and the source that placed it."""
+
+class Recommendation(TypedDict):
+    """One recommended item and the source that placed it (a plain dict: answers are built and
+    JSON-encoded on every request, and dicts are the cheapest to do both with)."""
 
     item_id: int
     score: float
@@ -62,15 +65,19 @@ def online_i2i(activity: UserActivity, similar: GroupedLists, config: ItemToItem
     return Candidates(ONLINE_I2I, items, scores.astype(np.float32))
 
 
-def _entries(candidates: Candidates) -> Iterator[Recommendation]:
-    labels = candidates.labels or (candidates.source,) * len(candidates)
-    for item, score, label in zip(candidates.items.tolist(), candidates.scores.tolist(), labels, strict=True):
-        yield Recommendation(int(item), float(score), label)
+def _entries(candidates: Candidates) -> Iterator[Entry]:
+    """``(item, score, label)`` of every item, best first (labels: the list's own, else its source)."""
+    labels = candidates.labels or repeat(candidates.source)
+    # repeat() is endless: the items end the stream.
+    return zip(candidates.items.tolist(), candidates.scores.tolist(), labels, strict=False)
 
 
 def as_recommendations(candidates: Candidates, k: int) -> list[Recommendation]:
-    """The first ``k`` items of one list (labelled by their own label where the list has them)."""
-    return list(islice(_entries(candidates), k))
+    """The first ``k`` items of one list."""
+    return [
+        Recommendation(item_id=item, score=score, source=label)
+        for item, score, label in islice(_entries(candidates), k)
+    ]
 
 
 def blend(
@@ -98,33 +105,43 @@ def blend(
     """
     placed: list[Recommendation] = []
     seen: set[int] = set()
-
-    def take(stream: Iterator[Recommendation]) -> bool:
-        for entry in stream:
-            if entry.item_id not in seen:
-                seen.add(entry.item_id)
-                placed.append(entry)
-                return True
-        return False
-
     online_stream, offline_stream = _entries(online), _entries(offline)
-    n_online = 0
-    while len(placed) < k:
-        online_turn = n_online < online_share * (len(placed) + 1)
-        if online_turn and take(online_stream):
-            n_online += 1
-        elif not take(offline_stream):
-            # Offline is exhausted: the online list may still have items.
-            if not take(online_stream):
+    if len(online) and len(offline) and online_share > 0:
+        n_online = 0
+        while len(placed) < k:
+            if n_online < online_share * (len(placed) + 1):
+                if not _place_next(online_stream, placed, seen):
+                    break
+                n_online += 1
+            elif not _place_next(offline_stream, placed, seen):
                 break
-            n_online += 1
-    for filler in fillers:
-        stream = _entries(filler)
-        while len(placed) < k and take(stream):
-            pass
+    # One list ran out (or was empty, or has no share): the other, then the fillers, complete it.
+    rest = (offline_stream, online_stream) if online_share == 0 else (online_stream, offline_stream)
+    for stream in (*rest, *(_entries(filler) for filler in fillers)):
+        _place_all(stream, placed, seen, k)
     return placed
+
+
+def _place_next(stream: Iterator[Entry], placed: list[Recommendation], seen: set[int]) -> bool:
+    """Place the stream's next item not placed yet; ``False`` when the stream has none left."""
+    for item, score, label in stream:
+        if item not in seen:
+            seen.add(item)
+            placed.append(Recommendation(item_id=item, score=score, source=label))
+            return True
+    return False
+
+
+def _place_all(stream: Iterator[Entry], placed: list[Recommendation], seen: set[int], k: int) -> None:
+    """Place the stream's items not placed yet until ``k`` are placed."""
+    for item, score, label in stream:
+        if len(placed) >= k:
+            return
+        if item not in seen:
+            seen.add(item)
+            placed.append(Recommendation(item_id=item, score=score, source=label))
 
 
 def sources_of(recommendations: Sequence[Recommendation]) -> list[str]:
     """Distinct sources of an answer, in order of first appearance."""
-    return list(dict.fromkeys(r.source for r in recommendations))
+    return list(dict.fromkeys(r["source"] for r in recommendations))

@@ -99,6 +99,9 @@ class ServiceMetrics:
             "reason",
             FALLBACK_REASONS,
         )
+        # Looked up once: ``labels()`` costs microseconds on every request.
+        self._requests_by_kind = {kind: self.requests.labels(kind) for kind in REQUEST_KINDS}
+        self._fallbacks_by_reason = {reason: self.fallbacks.labels(reason) for reason in FALLBACK_REASONS}
         self.events = self._counter(
             "recsys_online_events_recorded_total", "Online events stored, by event type", "event", EVENT_TYPES
         )
@@ -127,9 +130,9 @@ class ServiceMetrics:
 
     def count_request(self, kind: str, fallbacks: list[str]) -> None:
         """One recommendation request of ``kind`` and the fallbacks its answer took."""
-        self.requests.labels(kind).inc()
+        self._requests_by_kind[kind].inc()
         for reason in fallbacks:
-            self.fallbacks.labels(reason).inc()
+            self._fallbacks_by_reason[reason].inc()
 
 
 def standard_registry() -> CollectorRegistry:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +38,6 @@ from recsys.service.store import (
     RANKED,
     SIMILAR,
     Candidates,
-    Ids,
     RecommendationStore,
     load_store,
 )
@@ -49,6 +47,14 @@ logger = logging.getLogger(__name__)
 
 # Offline lists of a user, best first: the two-stage ranker, then ALS, then the offline i2i.
 OFFLINE_CHAIN = ((RANKED, "ranked"), (PERSONALIZED, "als"), (I2I, "i2i"))
+
+
+class TooManyItemsError(ValueError):
+    """``k`` above the largest the service answers (``n_personalized_recommendations``)."""
+
+    def __init__(self, k: int, largest: int) -> None:
+        super().__init__(f"Input should be less than or equal to {largest}")
+        self.k, self.largest = k, largest
 
 
 class UnknownItemError(LookupError):
@@ -238,7 +244,11 @@ class RecommendationService:
         self.metrics.store_bytes.set(store.nbytes)
 
     # -- reads -------------------------------------------------------------------------------
-    def _ready_store(self) -> RecommendationStore:
+    def _ready_store(self, k: int) -> RecommendationStore:
+        """The store in service, once ``k`` is checked (the bound is a setting, so it is checked
+        here rather than by the web layer's schema)."""
+        if k > self.settings.n_personalized_recommendations:
+            raise TooManyItemsError(k, self.settings.n_personalized_recommendations)
         store = self.store
         if not store.is_ready:
             raise NotReadyError(
@@ -250,7 +260,7 @@ class RecommendationService:
 
     def default(self, k: int) -> RecommendationResult:
         """The ``k`` most popular available items."""
-        items = as_recommendations(self._ready_store().default(), k)
+        items = as_recommendations(self._ready_store(k).default(), k)
         self.metrics.count_request("default", [])
         return RecommendationResult(items, sources_of(items))
 
@@ -259,28 +269,28 @@ class RecommendationService:
 
         Unknown users get the popular items (fallback ``cold_user``).
         """
-        store = self._ready_store()
+        store = self._ready_store(k)
         fallbacks: list[str] = []
         offline = self._offline_list(store, user_id, fallbacks)
         fallbacks.extend(self._online_fallbacks())
         activity = self.activity.get(user_id)
-        neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
-        excluded = (activity.bought, store.unavailable_items)
-        neighbours, offline = _filtered(neighbours, excluded), _filtered(offline, excluded)
-        default = _filtered(store.default(), excluded)
+        # The store's lists hold available items only; what the user bought online goes here.
+        bought = activity.bought
+        neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config).without(bought)
+        offline, default = offline.without(bought), store.default().without(bought)
         items = blend(neighbours, offline, [default], k, self.settings.online_share)
-        if offline.source != "default" and any(r.source == "default" for r in items):
+        sources = sources_of(items)
+        if offline.source != "default" and "default" in sources:
             fallbacks.append("filled_with_default")
         self.metrics.count_request("personalized", fallbacks)
-        return RecommendationResult(items, sources_of(items), fallbacks)
+        return RecommendationResult(items, sources, fallbacks)
 
     def online(self, user_id: int, k: int) -> RecommendationResult:
         """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``)."""
-        store = self._ready_store()
+        store = self._ready_store(k)
         fallbacks = self._online_fallbacks()
         activity = self.activity.get(user_id)
-        neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config)
-        neighbours = _filtered(neighbours, (activity.bought, store.unavailable_items))
+        neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config).without(activity.bought)
         items = as_recommendations(neighbours, k)
         if not items and not fallbacks:
             fallbacks.append("no_online_events")
@@ -295,7 +305,7 @@ class RecommendationService:
         UnknownItemError
             If the item is neither in the catalogue nor in the similar-items table.
         """
-        store = self._ready_store()
+        store = self._ready_store(k)
         found = store.lists(SIMILAR).get(item_id, "similar")
         if found is None:
             if not store.is_known_item(item_id):
@@ -393,9 +403,3 @@ class RecommendationService:
             last_reload_error=self.last_reload_error,
             store_bytes=store.nbytes,
         )
-
-
-def _filtered(candidates: Candidates, excluded: Sequence[Ids]) -> Candidates:
-    for sorted_ids in excluded:
-        candidates = candidates.without(sorted_ids)
-    return candidates

@@ -202,11 +202,31 @@ class GroupedLists:
         codes = 0 if self.label_codes is None else self.label_codes.nbytes
         return self.keys.nbytes + self.offsets.nbytes + self.items.nbytes + self.scores.nbytes + codes
 
+    def without_items(self, excluded: Ids) -> GroupedLists:
+        """The same lists without the item ids of ``excluded`` (sorted ascending); ``self`` when
+        none of them occurs. Keys whose every row is removed stay, with empty rows."""
+        drop = in_sorted(self.items, excluded)
+        if not drop.any():
+            return self
+        keep = ~drop
+        kept_before = np.zeros(keep.size + 1, dtype=np.int64)
+        np.cumsum(keep, out=kept_before[1:])
+        return GroupedLists(
+            keys=self.keys,
+            offsets=kept_before[self.offsets],
+            items=self.items[keep],
+            scores=self.scores[keep],
+            label_codes=None if self.label_codes is None else self.label_codes[keep],
+            label_names=self.label_names,
+        )
+
     def _rows(self, key: int) -> slice | None:
+        """The rows of ``key``; ``None`` when it has none."""
         index = _position(self.keys, key)
         if index is None:
             return None
-        return slice(int(self.offsets[index]), int(self.offsets[index + 1]))
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        return slice(start, end) if end > start else None
 
     def row(self, key: int) -> tuple[Ids, Scores]:
         """Items and scores of ``key``, in rank order (empty when the key has no rows).
@@ -273,11 +293,27 @@ class LoadedTable:
 
 @dataclass(frozen=True)
 class RecommendationStore:
-    """Every table the service answers from, plus the catalogue's known and unavailable items."""
+    """Every table the service answers from, plus the catalogue's known and unavailable items.
+
+    The lists it answers from (:meth:`lists`, :meth:`default`) are the tables without the items
+    the catalogue marks unavailable, filtered once here rather than on every request (the
+    tables as loaded are kept, so a later catalogue can make an item available again).
+    """
 
     tables: Mapping[str, LoadedTable]
     known_items: Ids = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     unavailable_items: Ids = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    _available: dict[str, GroupedLists] = field(init=False, repr=False, compare=False)
+    _default: Candidates = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        available = {
+            name: table.lists.without_items(self.unavailable_items) for name, table in self.tables.items()
+        }
+        # Frozen: the derived fields are set once, here.
+        object.__setattr__(self, "_available", available)
+        default = available[DEFAULT].get(0, "default") if DEFAULT in available else None
+        object.__setattr__(self, "_default", default or Candidates.empty("default"))
 
     @classmethod
     def empty(cls) -> RecommendationStore:
@@ -299,17 +335,20 @@ class RecommendationStore:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the arrays of every table."""
-        tables = sum(table.lists.nbytes for table in self.tables.values())
-        return tables + self.known_items.nbytes + self.unavailable_items.nbytes
+        """Memory held by the arrays of every table (filtered copies included)."""
+        loaded = sum(table.lists.nbytes for table in self.tables.values())
+        filtered = sum(
+            lists.nbytes for name, lists in self._available.items() if lists is not self.tables[name].lists
+        )
+        return loaded + filtered + self.known_items.nbytes + self.unavailable_items.nbytes
 
     def lists(self, name: str) -> GroupedLists:
-        """The grouped lists of a table."""
-        return self.tables[name].lists
+        """The grouped lists of a table, without unavailable items."""
+        return self._available[name]
 
     def default(self) -> Candidates:
         """The popular available items, best first."""
-        return self.lists(DEFAULT).get(0, "default") or Candidates.empty("default")
+        return self._default
 
     def is_known_item(self, item_id: int) -> bool:
         """Whether the item is in the catalogue or has similar items."""

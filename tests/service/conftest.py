@@ -79,11 +79,16 @@ class PublishedData:
         return int(sorted(self.tables["similar_items"]["item_id"].unique())[index])
 
     def list_of(self, table: str, key: int) -> list[int]:
-        """Items of one key of a per-user/per-item table in rank order."""
+        """Items of one key of a per-user/per-item table in rank order, as the service serves
+        them: without the items the catalogue marks unavailable."""
         frame = self.tables[table]
         column = "user_id" if "user_id" in frame.columns else "item_id"
         item = "similar_item_id" if table == "similar_items" else "item_id"
-        return frame[frame[column] == key].sort_values("rank")[item].astype(int).tolist()
+        ranked = frame[frame[column] == key].sort_values("rank")[item].astype(int).tolist()
+        unavailable = set(
+            self.items.loc[self.items["available"].eq(False).fillna(False).astype(bool), "item_id"]
+        )
+        return [i for i in ranked if i not in unavailable]
 
 
 def publish_copy(url: str, data: PublishedData, as_of: datetime = MOMENT) -> None:

@@ -19,10 +19,15 @@ from recsys.data.prepare import ITEMS, prepare_datasets
 from recsys.data.readers import read_interactions
 from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
 from recsys.publishing.tables import publish_frame
-from recsys.service.blending import blend, online_i2i
+from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
 from recsys.service.metrics import ServiceMetrics, memory_limit_bytes
-from recsys.service.service import DatabaseStatus, DatabaseUnavailableError, RecommendationService
+from recsys.service.service import (
+    DatabaseStatus,
+    DatabaseUnavailableError,
+    RecommendationService,
+    TooManyItemsError,
+)
 from recsys.service.settings import ServiceSettings, load_service_settings
 from recsys.service.store import Candidates, GroupedLists, in_sorted
 from recsys.storage.database import bulk_insert, create_db_engine
@@ -35,8 +40,8 @@ def candidates(source: str, items: list[int]) -> Candidates:
     )
 
 
-def ids(recommendations: list[object]) -> list[int]:
-    return [r.item_id for r in recommendations]  # type: ignore[attr-defined]
+def ids(recommendations: list[Recommendation]) -> list[int]:
+    return [r["item_id"] for r in recommendations]
 
 
 # -- the in-memory store ----------------------------------------------------------------------
@@ -107,7 +112,7 @@ def test_blend_alternates_online_first_and_fills_with_default() -> None:
     default = candidates("default", [1, 10, 20, 21])
     result = blend(online, offline, [default], k=7)
     assert ids(result) == [1, 10, 2, 11, 3, 20, 21]
-    assert [r.source for r in result] == [
+    assert [r["source"] for r in result] == [
         "online_i2i",
         "ranked",
         "online_i2i",
@@ -121,7 +126,7 @@ def test_blend_alternates_online_first_and_fills_with_default() -> None:
 def test_blend_drops_duplicates_first_occurrence_wins() -> None:
     result = blend(candidates("online_i2i", [1, 2]), candidates("ranked", [1, 3, 2, 4]), [], k=10)
     assert ids(result) == [1, 3, 2, 4]
-    assert result[0].source == "online_i2i"
+    assert result[0]["source"] == "online_i2i"
 
 
 @pytest.mark.parametrize(
@@ -246,6 +251,63 @@ def test_offline_chain_and_fallbacks(
     assert ids(result.items) == expected
     assert result.sources == sources
     assert result.fallbacks == fallbacks
+
+
+def test_grouped_lists_without_items_keep_keys_and_order() -> None:
+    frame = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 3, 3],
+            "item_id": [10, 99, 11, 99, 12, 13],
+            "score": [3.0, 2, 1, 5, 2, 1],
+            "rank": [1, 2, 3, 1, 1, 2],
+        }
+    )
+    lists = GroupedLists.from_frame(frame, "user_id")
+    filtered = lists.without_items(np.array([99, 100], dtype=np.int32))
+    assert filtered.keys.tolist() == [1, 2, 3]
+    assert filtered.offsets.tolist() == [0, 2, 2, 4]
+    found = filtered.get(1, "x")
+    assert found is not None and found.items.tolist() == [10, 11]
+    assert found.scores.tolist() == [3.0, 1.0]
+    # A key left without rows is absent for lookups (the next table in the chain answers).
+    assert filtered.get(2, "x") is None
+    assert filtered.row(2)[0].size == 0
+    # Nothing to remove: the very same object, no copy.
+    assert lists.without_items(np.array([7], dtype=np.int32)) is lists
+
+
+def test_an_item_available_again_comes_back_without_reloading_its_table(
+    core: RecommendationService, small_db: Engine
+) -> None:
+    assert 99 not in ids(core.personalized(1, 3).items)
+    with small_db.begin() as conn:
+        conn.execute(sa.update(ITEMS).where(ITEMS.c.item_id == 99).values(available=True))
+    ranked = core.store.tables["ranked_recommendations"]
+    # A new default list makes the service re-read the catalogue; the ranked table is reused.
+    columns, index = TABLE_COLUMNS["default_recommendations"]
+    publish_frame(
+        small_db,
+        "default_recommendations",
+        pd.DataFrame({"item_id": [50], "score": [1.0], "rank": [1]}),
+        columns,
+        indexes=[index],
+    )
+    assert core.reload().changed
+    assert core.store.tables["ranked_recommendations"] is ranked
+    assert ids(core.personalized(1, 3).items) == [10, 99, 11]
+
+
+def test_k_above_the_configured_bound_is_refused(core: RecommendationService) -> None:
+    largest = core.settings.n_personalized_recommendations
+    assert len(core.default(largest).items) == 3
+    for ask in (
+        lambda: core.default(largest + 1),
+        lambda: core.personalized(1, largest + 1),
+        lambda: core.online(1, largest + 1),
+        lambda: core.similar(10, largest + 1),
+    ):
+        with pytest.raises(TooManyItemsError, match=f"less than or equal to {largest}"):
+            ask()
 
 
 def test_online_purchase_is_filtered_and_online_items_blended(core: RecommendationService) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import Response
 
-from recsys_app.api.deps import ItemIdPath, KDep, ServiceDep
+from recsys_app.api.deps import DEFAULT_K, ItemIdPath, KQuery, service_of
 from recsys_app.models import NOT_READY_RESPONSE, Message, SimilarItems, json_response
 
 router = APIRouter(prefix="/items", tags=["items"], responses=NOT_READY_RESPONSE)
@@ -16,6 +16,6 @@ router = APIRouter(prefix="/items", tags=["items"], responses=NOT_READY_RESPONSE
     response_model=SimilarItems,
     responses={status.HTTP_404_NOT_FOUND: {"model": Message, "description": "Unknown item"}},
 )
-async def similar_items(service: ServiceDep, item_id: ItemIdPath, k: KDep) -> Response:
+async def similar_items(request: Request, item_id: ItemIdPath, k: KQuery = DEFAULT_K) -> Response:
     """The ``k`` items most similar to the item (co-visitation first, then ALS neighbours)."""
-    return json_response({"item_id": item_id, "k": k, "items": service.similar(item_id, k)})
+    return json_response({"item_id": item_id, "k": k, "items": service_of(request).similar(item_id, k)})

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from recsys.service.service import RecommendationResult
-from recsys_app.api.deps import KDep, ServiceDep, UserIdPath
+from recsys_app.api.deps import DEFAULT_K, KQuery, UserIdPath, service_of
 from recsys_app.models import NOT_READY_RESPONSE, DefaultRecommendations, UserRecommendations, json_response
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"], responses=NOT_READY_RESPONSE)
@@ -26,23 +26,23 @@ def _user_answer(user_id: int, k: int, result: RecommendationResult) -> Response
 
 # The handlers are async: answers come from memory (tables and online events), on the event loop.
 @router.get("/default", response_model=DefaultRecommendations)
-async def default_recommendations(service: ServiceDep, k: KDep) -> Response:
+async def default_recommendations(request: Request, k: KQuery = DEFAULT_K) -> Response:
     """The ``k`` most popular available items (what cold users get)."""
-    return json_response({"k": k, "items": service.default(k).items})
+    return json_response({"k": k, "items": service_of(request).default(k).items})
 
 
 @router.get("/users/{user_id}", response_model=UserRecommendations)
-async def user_recommendations(service: ServiceDep, user_id: UserIdPath, k: KDep) -> Response:
+async def user_recommendations(request: Request, user_id: UserIdPath, k: KQuery = DEFAULT_K) -> Response:
     """The user's ranked (else ALS, else popular) list blended with online i2i recommendations.
 
     Online i2i items (neighbours of the user's latest online events) alternate with the
     offline list, online first; duplicates, items bought online and unavailable items are
     removed and popular items fill any gap. Unknown users get the popular items.
     """
-    return _user_answer(user_id, k, service.personalized(user_id, k))
+    return _user_answer(user_id, k, service_of(request).personalized(user_id, k))
 
 
 @router.get("/users/{user_id}/online", response_model=UserRecommendations)
-async def online_recommendations(service: ServiceDep, user_id: UserIdPath, k: KDep) -> Response:
+async def online_recommendations(request: Request, user_id: UserIdPath, k: KQuery = DEFAULT_K) -> Response:
     """Only the online i2i recommendations from the user's latest online events (may be fewer than k)."""
-    return _user_answer(user_id, k, service.online(user_id, k))
+    return _user_answer(user_id, k, service_of(request).online(user_id, k))
