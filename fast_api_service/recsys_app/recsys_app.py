@@ -143,7 +143,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         registry=metrics.registry,
     ).add(
         instrumentator_metrics.requests(registry=metrics.registry),
-        instrumentator_metrics.latency(buckets=LATENCY_BUCKETS, registry=metrics.registry),
+        instrumentator_metrics.latency(
+            buckets=LATENCY_BUCKETS, should_include_status=False, registry=metrics.registry
+        ),
     ).instrument(app).expose(app, include_in_schema=False)
     app.openapi = _with_k_maximum(app, settings.n_personalized_recommendations)  # type: ignore[method-assign]
     return app
