@@ -4,7 +4,9 @@ The service serves the tables a pipeline run published (e.g. ``pipeline_benchmar
 the baseline (``benchmarks/service/bare_app.py``) returns a constant list of the same size from an
 async endpoint. Both run under the same uvicorn settings (one worker, no access log) on loopback,
 one at a time, and wrk drives each target for ``--seconds`` at 10 and 50 connections, cycling
-through real user ids. Some users first get online events, so the online i2i path is exercised.
+through real user ids; the bare endpoint is measured before and after the service at each
+connection count and the mean is the baseline. Some users first get online events, so the
+online i2i path is exercised.
 
 Usage::
 
@@ -139,27 +141,26 @@ def main() -> None:
         "default": [f"/recommendations/default?k={K}"],
         "online": [f"/recommendations/users/{u}/online?k={K}" for u in online_users],
     }
+    # The bare app runs beside the service (idle while the service is measured) and is measured
+    # before and after the service's runs at each connection count: the machine's load drifts,
+    # and the mean of the two brackets the service's runs.
+    bare, bare_base, _ = start("bare_app:app", HERE, env, "/recommendations/users/1")
     results: dict[tuple[str, int], dict[str, float]] = {}
     try:
         for connections in (10, 50):
+            print(f"bare @ {connections} connections …", flush=True)
+            before = wrk(bare_base, targets["personalized"], connections, args.seconds)
             for name, paths in targets.items():
                 print(f"{name} @ {connections} connections …", flush=True)
                 results[(name, connections)] = wrk(base, paths, connections, args.seconds)
+            print(f"bare @ {connections} connections, again …", flush=True)
+            after = wrk(bare_base, targets["personalized"], connections, args.seconds)
+            results[("bare", connections)] = {key: (before[key] + after[key]) / 2 for key in before}
         rss_after = psutil.Process(service.pid).memory_info().rss
     finally:
-        service.terminate()
-        service.wait(30)
-
-    bare, bare_base, _ = start("bare_app:app", HERE, env, "/recommendations/users/1")
-    try:
-        for connections in (10, 50):
-            print(f"bare @ {connections} connections …", flush=True)
-            results[("bare", connections)] = wrk(
-                bare_base, targets["personalized"], connections, args.seconds
-            )
-    finally:
-        bare.terminate()
-        bare.wait(30)
+        for process in (service, bare):
+            process.terminate()
+            process.wait(30)
 
     lines = [
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {len(users):,} users cycled, {args.seconds} s per run, "

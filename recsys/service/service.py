@@ -29,7 +29,7 @@ from recsys.data.prepare import to_epoch_ms
 from recsys.models.i2i import ItemToItemConfig
 from recsys.service.activity import OnlineActivityCache
 from recsys.service.blending import Recommendation, as_recommendations, blend, online_i2i, sources_of
-from recsys.service.events import OnlineEvent, OnlineEventsRepository
+from recsys.service.events import OnlineEvent, OnlineEventsRepository, UserActivity
 from recsys.service.metrics import ServiceMetrics
 from recsys.service.settings import ServiceSettings
 from recsys.service.store import (
@@ -38,6 +38,7 @@ from recsys.service.store import (
     RANKED,
     SIMILAR,
     Candidates,
+    GroupedLists,
     RecommendationStore,
     load_store,
 )
@@ -163,6 +164,8 @@ class RecommendationService:
         self.engine = engine if engine is not None else create_service_engine(settings)
         self.events = OnlineEventsRepository(self.engine)
         self.activity = OnlineActivityCache(settings.online_events_limit)
+        # Per user with online events: (activity, similar items, online i2i list) last computed.
+        self._online_memo: dict[int, tuple[UserActivity, GroupedLists, Candidates]] = {}
         self.database = DatabaseStatus(settings.database_retry_seconds)
         self.i2i_config = ItemToItemConfig()
         self._store = RecommendationStore.empty()
@@ -274,9 +277,9 @@ class RecommendationService:
         offline = self._offline_list(store, user_id, fallbacks)
         fallbacks.extend(self._online_fallbacks())
         activity = self.activity.get(user_id)
+        neighbours = self._online_candidates(user_id, activity, store)
         # The store's lists hold available items only; what the user bought online goes here.
         bought = activity.bought
-        neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config).without(bought)
         offline, default = offline.without(bought), store.default().without(bought)
         items = blend(neighbours, offline, [default], k, self.settings.online_share)
         sources = sources_of(items)
@@ -289,13 +292,30 @@ class RecommendationService:
         """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``)."""
         store = self._ready_store(k)
         fallbacks = self._online_fallbacks()
-        activity = self.activity.get(user_id)
-        neighbours = online_i2i(activity, store.lists(SIMILAR), self.i2i_config).without(activity.bought)
+        neighbours = self._online_candidates(user_id, self.activity.get(user_id), store)
         items = as_recommendations(neighbours, k)
         if not items and not fallbacks:
             fallbacks.append("no_online_events")
         self.metrics.count_request("online", fallbacks)
         return RecommendationResult(items, sources_of(items), fallbacks)
+
+    def _online_candidates(
+        self, user_id: int, activity: UserActivity, store: RecommendationStore
+    ) -> Candidates:
+        """The user's online i2i list without what they bought, computed once per change.
+
+        It depends only on the user's activity and the similar-items table, both immutable
+        objects replaced on change, so the list is kept until either is replaced: repeated
+        requests of a user (a page and its refreshes) skip the scoring.
+        """
+        similar = store.lists(SIMILAR)
+        memo = self._online_memo.get(user_id)
+        if memo is not None and memo[0] is activity and memo[1] is similar:
+            return memo[2]
+        candidates = online_i2i(activity, similar, self.i2i_config).without(activity.bought)
+        if activity.recent.size:
+            self._online_memo[user_id] = (activity, similar, candidates)
+        return candidates
 
     def similar(self, item_id: int, k: int) -> list[Recommendation]:
         """The item's ``k`` most similar items, with the source of each.

@@ -297,6 +297,23 @@ def test_an_item_available_again_comes_back_without_reloading_its_table(
     assert ids(core.personalized(1, 3).items) == [10, 99, 11]
 
 
+def test_online_list_follows_new_events_and_new_similar_items(
+    core: RecommendationService, small_db: Engine
+) -> None:
+    core.record_event(1, 10, "view", datetime(2026, 1, 1, tzinfo=UTC))
+    assert ids(core.online(1, 5).items) == [40, 41]
+    assert ids(core.online(1, 5).items) == [40, 41]
+    core.record_event(1, 41, "transaction", datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
+    assert ids(core.online(1, 5).items) == [40]
+    columns, index = TABLE_COLUMNS["similar_items"]
+    frame = pd.DataFrame(
+        {"item_id": [10], "similar_item_id": [77], "score": [0.9], "rank": [1], "source": ["covisitation"]}
+    )
+    publish_frame(small_db, "similar_items", frame, columns, indexes=[index])
+    core.reload()
+    assert ids(core.online(1, 5).items) == [77]
+
+
 def test_k_above_the_configured_bound_is_refused(core: RecommendationService) -> None:
     largest = core.settings.n_personalized_recommendations
     assert len(core.default(largest).items) == 3
