@@ -31,6 +31,9 @@ from recsys.service.store import Candidates, GroupedLists
 
 ONLINE_I2I = "online_i2i"
 
+# What users without online events get (immutable, so shared).
+NO_ONLINE_CANDIDATES = Candidates.empty(ONLINE_I2I)
+
 # An item of a list being blended: item id, score, label.
 Entry = tuple[int, float, str]
 
@@ -57,7 +60,7 @@ def online_i2i(activity: UserActivity, similar: GroupedLists, config: ItemToItem
         ``n_recent`` and ``recency_half_life``, as in the offline i2i model.
     """
     if activity.recent.size == 0:
-        return Candidates.empty(ONLINE_I2I)
+        return NO_ONLINE_CANDIDATES
     recent = latest_distinct(activity.recent, config.n_recent)
     items, scores = score_one_user(
         recent, [similar.row(item) for item in recent.tolist()], config.recency_half_life
@@ -117,8 +120,12 @@ def blend(
                 break
     # One list ran out (or was empty, or has no share): the other, then the fillers, complete it.
     rest = (offline_stream, online_stream) if online_share == 0 else (online_stream, offline_stream)
-    for stream in (*rest, *(_entries(filler) for filler in fillers)):
+    for stream in rest:
         _place_all(stream, placed, seen, k)
+    for filler in fillers:
+        if len(placed) >= k:
+            break
+        _place_all(_entries(filler), placed, seen, k)
     return placed
 
 
