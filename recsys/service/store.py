@@ -80,7 +80,9 @@ def _position(sorted_ids: Ids, key: int) -> int | None:
     low, high = _ID_BOUNDS[sorted_ids.dtype]
     if not low <= key <= high:
         return None
-    index = int(sorted_ids.searchsorted(key))
+    # The key in the array's own dtype: given a Python int, numpy would cast the whole array
+    # (45 µs for 310 k int32 keys instead of 0.7 µs).
+    index = int(sorted_ids.searchsorted(sorted_ids.dtype.type(key)))
     if index < sorted_ids.size and int(sorted_ids[index]) == key:
         return index
     return None
