@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from recsys.storage.database import bulk_insert
+from recsys.storage.database import bulk_insert, read_frame
 
 logger = logging.getLogger(__name__)
 
@@ -194,5 +194,5 @@ def read_published(
     with engine.connect() as conn:
         version = current_version(conn, name)
         selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-        frame = pd.read_sql(sa.text(f'SELECT {selected} FROM "{version.physical_name}"'), conn)
+        frame = read_frame(conn, f'SELECT {selected} FROM "{version.physical_name}"')
     return version, frame

