@@ -66,6 +66,17 @@ def replace_table(conn: Connection, table: sa.Table) -> None:
     table.create(conn)
 
 
+def _copy(conn: Connection, sql: str, file: io.BytesIO) -> None:
+    """Run a PostgreSQL ``COPY ... FROM STDIN`` / ``TO STDOUT`` with ``file`` on the caller's connection."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor: Any = dbapi.cursor()
+    try:
+        cursor.copy_expert(sql, file)
+    finally:
+        cursor.close()
+
+
 def read_frame(conn: Connection, select: str) -> pd.DataFrame:
     """The rows of a ``SELECT`` (trusted SQL text, no parameters) as a data frame.
 
@@ -78,13 +89,7 @@ def read_frame(conn: Connection, select: str) -> pd.DataFrame:
     if not is_postgres(conn):
         return pd.read_sql(sa.text(select), conn)
     buffer = io.BytesIO()
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
-    cursor: Any = dbapi.cursor()
-    try:
-        cursor.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
-    finally:
-        cursor.close()
+    _copy(conn, f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
     buffer.seek(0)
     # PostgreSQL writes NULL as an empty unquoted field and an empty text as "".
     options = pa_csv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False)
@@ -109,13 +114,7 @@ def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame, chunk_ro
         pa_csv.write_csv(arrow, buffer, pa_csv.WriteOptions(include_header=False))
         buffer.seek(0)
         names = ", ".join(f'"{name}"' for name in columns)
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        cursor: Any = dbapi.cursor()
-        try:
-            cursor.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)', buffer)
-        finally:
-            cursor.close()
+        _copy(conn, f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)', buffer)
         return
     for start in range(0, len(frame), chunk_rows):
         chunk = frame.iloc[start : start + chunk_rows][columns].astype(object)
