@@ -183,6 +183,12 @@ def test_single_user_i2i_matches_the_frame_version() -> None:
 
 
 # -- the service over a small hand-made database ----------------------------------------------
+def publish(engine: Engine, name: str, frame: pd.DataFrame) -> None:
+    """Publish a new version of one of the service's tables."""
+    columns, index = TABLE_COLUMNS[name]
+    publish_frame(engine, name, frame, columns, indexes=[index])
+
+
 @pytest.fixture
 def small_db(sqlite_engine: Engine) -> Engine:
     """Users 1 (ranked), 2 (ALS only), 3 (offline i2i only); item 99 unavailable."""
@@ -208,8 +214,7 @@ def small_db(sqlite_engine: Engine) -> Engine:
         ),
     }
     for name, frame in frames.items():
-        columns, index = TABLE_COLUMNS[name]
-        publish_frame(sqlite_engine, name, frame, columns, indexes=[index])
+        publish(sqlite_engine, name, frame)
     items = pd.DataFrame(
         {
             "item_id": [10, 11, 12, 20, 30, 40, 41, 50, 51, 52, 77, 99],
@@ -284,14 +289,7 @@ def test_an_item_available_again_comes_back_without_reloading_its_table(
         conn.execute(sa.update(ITEMS).where(ITEMS.c.item_id == 99).values(available=True))
     ranked = core.store.tables["ranked_recommendations"]
     # A new default list makes the service re-read the catalogue; the ranked table is reused.
-    columns, index = TABLE_COLUMNS["default_recommendations"]
-    publish_frame(
-        small_db,
-        "default_recommendations",
-        pd.DataFrame({"item_id": [50], "score": [1.0], "rank": [1]}),
-        columns,
-        indexes=[index],
-    )
+    publish(small_db, "default_recommendations", pd.DataFrame({"item_id": [50], "score": [1.0], "rank": [1]}))
     assert core.reload().changed
     assert core.store.tables["ranked_recommendations"] is ranked
     assert ids(core.personalized(1, 3).items) == [10, 99, 11]
@@ -305,11 +303,10 @@ def test_online_list_follows_new_events_and_new_similar_items(
     assert ids(core.online(1, 5).items) == [40, 41]
     core.record_event(1, 41, "transaction", datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
     assert ids(core.online(1, 5).items) == [40]
-    columns, index = TABLE_COLUMNS["similar_items"]
     frame = pd.DataFrame(
         {"item_id": [10], "similar_item_id": [77], "score": [0.9], "rank": [1], "source": ["covisitation"]}
     )
-    publish_frame(small_db, "similar_items", frame, columns, indexes=[index])
+    publish(small_db, "similar_items", frame)
     core.reload()
     assert ids(core.online(1, 5).items) == [77]
 
@@ -343,14 +340,7 @@ def test_reload_swaps_only_changed_tables(core: RecommendationService, small_db:
     before = core.store
     assert core.reload().changed is False
     assert core.store is before
-    columns, index = TABLE_COLUMNS["default_recommendations"]
-    publish_frame(
-        small_db,
-        "default_recommendations",
-        pd.DataFrame({"item_id": [52], "score": [1.0], "rank": [1]}),
-        columns,
-        indexes=[index],
-    )
+    publish(small_db, "default_recommendations", pd.DataFrame({"item_id": [52], "score": [1.0], "rank": [1]}))
     result = core.reload()
     assert result.changed is True
     assert result.versions["default_recommendations"] == 2
