@@ -65,8 +65,13 @@ def item_coverage(reco: pd.DataFrame, k: int, catalogue_size: int) -> float:
     return float(_top(reco, k)["item_id"].nunique() / catalogue_size) if catalogue_size else 0.0
 
 
+def recommended_per_user(reco: pd.DataFrame, k: int) -> pd.Series:
+    """Number of recommendations in each user's top ``k`` (index: users with recommendations)."""
+    return _top(reco, k).groupby("user_id").size()
+
+
 def user_coverage(reco: pd.DataFrame, users: pd.Index | np.ndarray, k: int) -> float:
     """Share of ``users`` who got at least ``k`` recommendations."""
-    counts = _top(reco, k).groupby("user_id").size()
+    counts = recommended_per_user(reco, k)
     served = counts[counts >= k].index
     return float(np.isin(np.asarray(users), served.to_numpy()).mean()) if len(users) else 0.0
