@@ -3,8 +3,13 @@
 Training avoids leakage with time splits inside the training window: for each of
 ``label_windows`` consecutive windows of ``label_days``, candidate models and features see
 only the interactions before the window, and the window's add-to-cart and purchase pairs
-are the labels. After the ranker is trained, the candidate
-models are refitted on the whole window, so serving uses all the data.
+are the labels. Only users with history before a window are trained on: they are the users
+the ranker serves (a user without history gets the popularity ranking itself). The number
+of trees is chosen on the training period's own validation: a ranker is first fitted on the
+older windows and evaluated (NDCG@10) on the newest one, and the final ranker is fitted on
+all windows with the best number of trees, so a short history with few label groups gets a
+small, strongly regularised ranker and a long one a large ranker. After the ranker is
+trained, the candidate models are refitted on the whole window, so serving uses all the data.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ class TwoStageConfig(ModelConfig):
     label_days: float = Field(14.0, gt=0)
     # Consecutive label windows stacked into one training set (more groups to learn from).
     label_windows: int = Field(5, ge=1)
+    # Train on users without history before a label window too (they are never ranked).
+    train_cold_users: bool = False
+    # Choose the number of trees (at most ranker.iterations) on the newest label window.
+    early_stopping: bool = True
     users_per_batch: int = Field(20_000, ge=1)
     als: ALSConfig = ALSConfig()
     i2i: ItemToItemConfig = ItemToItemConfig()
@@ -129,6 +138,10 @@ class TwoStageModel(Recommender):
         self._fit_candidate_models(base)
         gain = labels.assign(label=np.where(labels["event"] == "transaction", 2.0, 1.0))
         gain = gain.groupby(["user_id", "item_id"], as_index=False)["label"].max()
+        if not self.config.train_cold_users:
+            gain = gain[base.users.contains(gain["user_id"].to_numpy())]
+            if gain.empty:
+                return None
         users = gain["user_id"].unique()
         features = RankingFeatures(base)
         parts = []
@@ -146,11 +159,14 @@ class TwoStageModel(Recommender):
             label_end = data.now - pd.Timedelta(days=number * self.config.label_days)
             window = self._label_window(data, label_end)
             if window is not None:
-                windows.append(window.assign(group=f"{number}:" + window["user_id"].astype(str)))
+                windows.append(
+                    window.assign(window=number, group=f"{number}:" + window["user_id"].astype(str))
+                )
         if not windows:
             raise ValueError(
-                "the ranker needs interactions before, and add-to-cart/purchase events within, its label "
-                f"window(s) of {self.config.label_days} days: widen the training window or lower label_days"
+                "the ranker needs interactions before, and add-to-cart/purchase events of users with "
+                f"history within, its label window(s) of {self.config.label_days} days: widen the "
+                "training window or lower label_days"
             )
         label_pairs = sum(int(w.attrs["label_pairs"]) for w in windows)
         train = pd.concat(windows, ignore_index=True)
@@ -160,19 +176,50 @@ class TwoStageModel(Recommender):
         train = train[useful].sort_values("group", kind="stable")
         if train.empty:
             raise ValueError("no label pair is among the candidates: the ranker cannot be trained")
-        self.feature_names = RankingFeatures.feature_columns(train)
-        settings = self.config.ranker.model_dump()
+        self.feature_names = RankingFeatures.feature_columns(train.drop(columns="window"))
+        iterations, validation_ndcg = self._choose_iterations(train)
+        settings = self.config.ranker.model_dump() | {"iterations": iterations}
         self.ranker = CatBoostRanker(**settings, verbose=False, allow_writing_files=False)
-        self.ranker.fit(Pool(train[self.feature_names], label=train["label"], group_id=train["group"]))
+        self.ranker.fit(self._pool(train))
         self.training_report = {
             "label_windows": float(len(windows)),
             "label_pairs": float(label_pairs),
             "candidate_recall": covered / label_pairs,
             "train_rows": float(len(train)),
             "train_groups": float(train["group"].nunique()),
+            "iterations": float(iterations),
+            "validation_ndcg": validation_ndcg,
         }
         logger.info("ranker trained: %s", self.training_report)
         self._fit_candidate_models(data)
+
+    def _pool(self, frame: pd.DataFrame) -> Pool:
+        return Pool(frame[self.feature_names], label=frame["label"], group_id=frame["group"])
+
+    def _choose_iterations(self, train: pd.DataFrame) -> tuple[int, float]:
+        """The number of trees that ranks the newest label window best when trained on the older ones.
+
+        Returns the configured number (and NaN) when early stopping is off or there is only one window.
+        """
+        newest = train["window"] == train["window"].min()
+        if not self.config.early_stopping or newest.all():
+            return self.config.ranker.iterations, float("nan")
+        probe = CatBoostRanker(
+            **self.config.ranker.model_dump(),
+            eval_metric="NDCG:top=10",
+            verbose=False,
+            allow_writing_files=False,
+        )
+        probe.fit(
+            self._pool(train[~newest]),
+            eval_set=self._pool(train[newest]),
+            use_best_model=True,
+            early_stopping_rounds=100,
+        )
+        best = int(probe.get_best_iteration())
+        curves = probe.get_evals_result()["validation"]
+        ndcg = next(values for name, values in curves.items() if name.startswith("NDCG"))
+        return best + 1, float(ndcg[best])
 
     # -- serving ----------------------------------------------------------------------------
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:

@@ -196,3 +196,42 @@ def test_two_stage_reports_candidate_recall_and_trains_on_the_past(window: Inter
         "root_days_since",
         "item_trend",
     }
+
+
+def test_two_stage_trains_on_users_with_history_and_picks_its_trees_on_the_newest_window(
+    clustered: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    interactions, items = clustered
+    # Twenty users first seen in the last days, putting the most popular item in their cart.
+    newcomers = pd.DataFrame(
+        {
+            "user_id": np.arange(10_000, 10_020, dtype=np.int64),
+            "item_id": interactions["item_id"].value_counts().index[0],
+            "event": "addtocart",
+            "weight": 4.0,
+            "datetime": interactions["datetime"].max() - pd.Timedelta(days=1),
+            "session_index": 0,
+        }
+    )
+    window = InteractionData.build(
+        pd.concat([interactions, newcomers], ignore_index=True).sort_values("datetime", ignore_index=True),
+        items,
+    )
+
+    def fitted(**options: bool) -> TwoStageModel:
+        config = TwoStageConfig(
+            label_days=7, label_windows=2, ranker=CatBoostConfig(iterations=200), **options
+        )
+        return TwoStageModel(config).fit(window)
+
+    chosen = fitted()
+    report = chosen.training_report
+    # The number of trees was validated on the newest window (at most the configured number).
+    assert 1 <= report["iterations"] <= 200
+    assert chosen.ranker is not None and chosen.ranker.tree_count_ == report["iterations"]
+    assert 0 <= report["validation_ndcg"] <= 1
+    fixed = fitted(early_stopping=False, train_cold_users=True)
+    assert fixed.training_report["iterations"] == 200
+    assert np.isnan(fixed.training_report["validation_ndcg"])
+    # The newcomers (no history before their label window) are trained on only when asked.
+    assert fixed.training_report["train_groups"] == report["train_groups"] + 20
