@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import tempfile
@@ -420,7 +421,7 @@ def main() -> None:
         "",
         users_line
         + f"Item catalogue as of {'each test window start' if args.catalogue == 'fold-start' else 'the end of the data'}. "
-        f"Run time {run_minutes:.1f} min (under `nice -n 19`, 2 shared cores); peak RSS {peak_rss_mib():,.0f} MiB.",
+        f"Run time {run_minutes:.1f} min (nice {os.nice(0)}, {os.cpu_count()} cores); peak RSS {peak_rss_mib():,.0f} MiB.",
         "",
         *(fold_lines(splits, runs) if several else []),
     ]
