@@ -137,11 +137,6 @@ class OnlineEventsRepository:
             rows = conn.execute(query, {"after": event_id}).fetchall()
         return np.array(rows, dtype=np.int64).reshape(len(rows), 5)
 
-    def count(self) -> int:
-        """Number of recorded events."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(ONLINE_EVENTS)).scalar_one())
-
 
 def export_raw_events(engine: Engine, since_ms: int | None = None) -> pd.DataFrame:
     """Online events (``timestamp >= since_ms`` if given) in the raw ``events`` format.

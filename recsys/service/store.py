@@ -120,11 +120,6 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.items.size)
 
-    def head(self, k: int) -> Candidates:
-        """The first ``k`` items."""
-        labels = None if self.labels is None else self.labels[:k]
-        return Candidates(self.source, self.items[:k], self.scores[:k], labels)
-
     def without(self, excluded: Ids) -> Candidates:
         """The same list without the item ids of ``excluded`` (sorted ascending)."""
         if excluded.size == 0 or self.items.size == 0:
