@@ -72,6 +72,7 @@ def main() -> None:
             "RECSYS_RAW_DATA_DIR": str(args.raw_dir),
         }
         if keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
             (args.keep / "database_url").write_text(db_url)
         rows.append(("data load (raw files → raw tables)", *timed([str(RECSYS), "data", "load"], env)))
         for stage in STAGES:

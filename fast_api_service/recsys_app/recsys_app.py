@@ -18,8 +18,6 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as instrumentator_metrics
 from starlette.concurrency import run_in_threadpool
 
 import recsys
@@ -33,15 +31,12 @@ from recsys.service.service import (
 )
 from recsys.service.settings import ServiceSettings, load_service_settings
 from recsys_app.api.main import api_router
+from recsys_app.http_metrics import HttpMetricsMiddleware
 
 logger = logging.getLogger(__name__)
 
 # fast_api_service/recsys_app/recsys_app.py -> the project root (``/app`` in the image).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-# Request latency buckets: most answers take milliseconds, so the low end is fine-grained
-# enough for a meaningful p95.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 async def every(interval_seconds: float, refresh: Callable[[], None]) -> None:
@@ -135,18 +130,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_exception_handler(UnknownItemError, _error_handler(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(DatabaseUnavailableError, _error_handler(status.HTTP_503_SERVICE_UNAVAILABLE))
     app.add_exception_handler(NotReadyError, _error_handler(status.HTTP_503_SERVICE_UNAVAILABLE))
-    # Two HTTP metrics only (the instrumentator's default set adds size histograms and a second
-    # latency histogram, which cost more per request than the answer itself).
-    Instrumentator(
-        should_group_status_codes=False,
-        excluded_handlers=["/metrics"],
-        registry=metrics.registry,
-    ).add(
-        instrumentator_metrics.requests(registry=metrics.registry),
-        instrumentator_metrics.latency(
-            buckets=LATENCY_BUCKETS, should_include_status=False, registry=metrics.registry
-        ),
-    ).instrument(app).expose(app, include_in_schema=False)
+    # Added last, so outermost but for Starlette's error middleware: it times CORS too.
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.state.metrics = metrics
     app.openapi = _with_k_maximum(app, settings.n_personalized_recommendations)  # type: ignore[method-assign]
     return app
 

@@ -1,12 +1,15 @@
-"""Prometheus metrics of the recommendation service (beyond the HTTP ones of the instrumentator).
+"""Prometheus metrics of the recommendation service.
 
 Every metric lives in the registry passed in, so that several apps in one process (tests) do
 not collide. Label values are fixed small sets and are created at start, so every series is
-exported (as 0) before the first request and dashboards show data from the start.
+exported (as 0) before the first request and dashboards show data from the start; the HTTP
+metrics are labelled by route template (not the raw path), a known method and the status code.
 
 ==========================================  =======  ==================================================
 metric                                      type     meaning
 ==========================================  =======  ==================================================
+``http_requests_total``                     counter  requests by ``handler``, ``method``, ``status``
+``http_request_duration_seconds``           hist.    request processing time by ``handler``, ``method``
 ``recsys_process_memory_usage_bytes``       gauge    resident memory (RSS) of the process
 ``recsys_process_memory_limit_bytes``       gauge    memory limit of the container (or the host's RAM)
 ``recsys_recommendation_requests_total``    counter  recommendation requests by ``kind``
@@ -29,6 +32,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
 )
@@ -49,6 +53,12 @@ FALLBACK_REASONS = (
     "no_online_events",
 )
 RELOAD_OUTCOMES = ("changed", "unchanged", "failed")
+# Request latency buckets: most answers take milliseconds, so the low end is fine-grained
+# enough for a meaningful p95.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The method label takes these values and "other": a client chooses the method, and every
+# label value is a series kept for the life of the process.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # cgroup v2, then v1; a v1 "unlimited" is a huge number, so anything above the host's RAM is ignored.
 _CGROUP_LIMIT_FILES = (
@@ -121,6 +131,20 @@ class ServiceMetrics:
         self.database_up = Gauge(
             "recsys_database_up", "1 if the last database call succeeded, else 0", registry=self.registry
         )
+        self.http_requests = Counter(
+            "http_requests_total",
+            "Total number of requests by method, status and handler.",
+            ["handler", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Request processing time by handler and method.",
+            ["handler", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._http_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def _counter(self, name: str, documentation: str, label: str, values: tuple[str, ...]) -> Counter:
         counter = Counter(name, documentation, [label], registry=self.registry)
@@ -133,6 +157,22 @@ class ServiceMetrics:
         self._requests_by_kind[kind].inc()
         for reason in fallbacks:
             self._fallbacks_by_reason[reason].inc()
+
+    def count_http_request(self, handler: str, method: str, status: int, seconds: float) -> None:
+        """One HTTP request to the route ``handler`` (a path template) and its processing time."""
+        if method not in HTTP_METHODS:
+            method = "other"
+        key = (handler, method, status)
+        # Label children are looked up once per series: ``labels()`` costs microseconds.
+        series = self._http_series.get(key)
+        if series is None:
+            series = (
+                self.http_requests.labels(handler, method, str(status)),
+                self.http_duration.labels(handler, method),
+            )
+            self._http_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 def standard_registry() -> CollectorRegistry:

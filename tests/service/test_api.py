@@ -271,8 +271,33 @@ def test_metrics_count_requests_by_kind(service: LiveService) -> None:
         'http_request_duration_seconds_bucket{handler="/recommendations/default",le="0.005",method="GET"}'
         in after
     )
-    # Only the two HTTP metrics the dashboard uses: the instrumentator's other ones cost per request.
-    assert "http_request_size_bytes" not in after and "http_request_duration_highr_seconds" not in after
+
+
+def test_http_metrics_are_labelled_by_route_template(service: LiveService) -> None:
+    def count(text: str, labels: str) -> float:
+        prefix = f"http_requests_total{{{labels}}} "
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+    user = fresh_user()
+    with service.client() as client:
+        before = client.get("/metrics").text
+        client.get(f"/recommendations/users/{user}")
+        client.get(f"/recommendations/users/{user + 1}")
+        client.get("/recommendations/users/not-a-number")
+        client.get(f"/no/such/path/{user}")
+        client.request("PROPFIND", "/recommendations/default")
+        after = client.get("/metrics").text
+    template = 'handler="/recommendations/users/{user_id}",method="GET"'
+    # One series per route template, not per user; a 422 is the route's too.
+    assert count(after, template + ',status="200"') - count(before, template + ',status="200"') == 2
+    assert count(after, template + ',status="422"') - count(before, template + ',status="422"') == 1
+    assert f"/recommendations/users/{user}" not in after
+    # Unrouted paths share one series, an unknown method is "other", and the scrapes are not counted.
+    unrouted = 'handler="none",method="GET",status="404"'
+    assert count(after, unrouted) - count(before, unrouted) == 1
+    brewed = 'handler="/recommendations/default",method="other",status="405"'
+    assert count(after, brewed) - count(before, brewed) == 1
+    assert 'handler="/metrics"' not in after
 
 
 def test_cors_only_for_configured_origins(postgres_service: LiveService, sqlite_service: LiveService) -> None:

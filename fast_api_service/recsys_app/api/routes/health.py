@@ -1,8 +1,9 @@
-"""Liveness with details (``/health``) and readiness (``/ready``)."""
+"""Liveness with details (``/health``), readiness (``/ready``) and Prometheus' ``/metrics``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recsys_app.api.deps import ServiceDep
 from recsys_app.models import DatabaseStatus, Health, Readiness, TableStatus
@@ -36,3 +37,9 @@ async def ready(service: ServiceDep, response: Response) -> Readiness:
     if not is_ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Readiness(ready=is_ready)
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics(request: Request) -> Response:
+    """The service's metrics in Prometheus' text format (in a worker thread: it reads /proc)."""
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
