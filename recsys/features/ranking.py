@@ -4,7 +4,7 @@ Everything is computed from one window of interactions (``InteractionData``) and
 catalogue, so features for training (window before the label days) and for serving
 (the whole window) come from the same code. Groups of features:
 
-- candidate sources: score and rank from ALS, i2i, popularity and the user's own history
+- candidate sources: score and rank from ALS, item-kNN, i2i, popularity and the user's own history
   (missing when a source did not propose the item);
 - item: popularity over the last 7 and 30 days and its trend, conversion rate, price,
   availability, days since the item was first seen;
@@ -21,7 +21,7 @@ import pandas as pd
 
 from recsys.models.dataset import InteractionData
 
-SOURCES = ("als", "i2i", "popular", "history")
+SOURCES = ("als", "knn", "i2i", "popular", "history")
 _DAY_SECONDS = 86_400.0
 
 

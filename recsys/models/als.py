@@ -92,16 +92,6 @@ class ALSModel(Recommender):
         estimator.item_factors = self.item_factors
         return estimator
 
-    def _to_model_items(self, data: InteractionData, matrix: sp.csr_matrix) -> sp.csr_matrix:
-        """Re-index the columns of a matrix over ``data``'s items to this model's items."""
-        assert self.items is not None
-        model_cols = self.items.transform(data.item_codes.ids, unknown="mask")
-        keep = model_cols >= 0
-        coo = matrix[:, np.flatnonzero(keep)].tocoo()
-        return sp.csr_matrix(
-            (coo.data, (coo.row, model_cols[keep][coo.col])), shape=(matrix.shape[0], len(self.items))
-        )
-
     def user_vectors(
         self, user_ids: npt.NDArray[np.int64], data: InteractionData
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:

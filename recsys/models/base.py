@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict
 
 from recsys.models.dataset import InteractionData
@@ -100,6 +101,19 @@ class Recommender(ABC):
         if users.size == 0:
             return pd.DataFrame({c: pd.Series(dtype="int64") for c in RECOMMENDATION_COLUMNS})
         return self._recommend(users, data, k)
+
+    def _to_model_items(self, data: InteractionData, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """Re-index the columns of a matrix over ``data``'s items to this model's items.
+
+        Items the model was not trained on are dropped (it has nothing to say about them).
+        """
+        assert self.items is not None
+        model_cols = self.items.transform(data.item_codes.ids, unknown="mask")
+        keep = model_cols >= 0
+        coo = matrix[:, np.flatnonzero(keep)].tocoo()
+        return sp.csr_matrix(
+            (coo.data, (coo.row, model_cols[keep][coo.col])), shape=(matrix.shape[0], len(self.items))
+        )
 
     @abstractmethod
     def _fit(self, data: InteractionData) -> None: ...

@@ -1,4 +1,4 @@
-"""Two-stage recommender: candidates from ALS, i2i, popularity and history, ranked by CatBoost.
+"""Two-stage recommender: candidates from ALS, item-kNN, i2i, popularity and history, ranked by CatBoost.
 
 Training avoids leakage with time splits inside the training window: for each of
 ``label_windows`` consecutive windows of ``label_days``, candidate models and features see
@@ -31,6 +31,7 @@ from recsys.models.als import ALSConfig, ALSModel
 from recsys.models.base import ModelConfig, ModelError, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemConfig, ItemToItemModel, recent_items
+from recsys.models.itemknn import ItemKNNConfig, ItemKNNModel
 from recsys.models.popular import PopularConfig, PopularModel
 from recsys.storage.object_store import ObjectStore
 
@@ -52,6 +53,7 @@ class TwoStageConfig(ModelConfig):
     """Candidate counts per source, the label window and the stage models' configs."""
 
     n_als: int = Field(50, ge=0)
+    n_knn: int = Field(50, ge=0)
     n_i2i: int = Field(50, ge=0)
     n_popular: int = Field(50, ge=0)
     n_history: int = Field(50, ge=0)
@@ -64,13 +66,14 @@ class TwoStageConfig(ModelConfig):
     early_stopping: bool = True
     users_per_batch: int = Field(20_000, ge=1)
     als: ALSConfig = ALSConfig()
+    itemknn: ItemKNNConfig = ItemKNNConfig()
     i2i: ItemToItemConfig = ItemToItemConfig()
     popular: PopularConfig = PopularConfig()
     ranker: CatBoostConfig = CatBoostConfig()
 
 
 class TwoStageModel(Recommender):
-    """Candidates from four sources, one CatBoost ranker on top."""
+    """Candidates from five sources, one CatBoost ranker on top."""
 
     kind = "two_stage"
     config_class = TwoStageConfig
@@ -79,6 +82,7 @@ class TwoStageModel(Recommender):
     def __init__(self, config: TwoStageConfig | None = None) -> None:
         super().__init__(config)
         self.als = ALSModel(self.config.als)
+        self.itemknn = ItemKNNModel(self.config.itemknn)
         self.i2i = ItemToItemModel(self.config.i2i)
         self.popular = PopularModel(self.config.popular)
         self.ranker: CatBoostRanker | None = None
@@ -91,6 +95,8 @@ class TwoStageModel(Recommender):
         proposals = []
         if self.config.n_als:
             proposals.append(("als", self.als.recommend(user_ids, data, self.config.n_als)))
+        if self.config.n_knn:
+            proposals.append(("knn", self.itemknn.recommend(user_ids, data, self.config.n_knn)))
         if self.config.n_i2i:
             proposals.append(("i2i", self.i2i.recommend(user_ids, data, self.config.n_i2i)))
         if self.config.n_popular:
@@ -118,8 +124,11 @@ class TwoStageModel(Recommender):
         return recent.assign(score=1.0 / (recent["position"] + 1), rank=recent["position"] + 1)
 
     # -- training ---------------------------------------------------------------------------
+    def _candidate_models(self) -> tuple[Recommender, ...]:
+        return (self.als, self.itemknn, self.i2i, self.popular)
+
     def _fit_candidate_models(self, data: InteractionData) -> None:
-        for model in (self.als, self.i2i, self.popular):
+        for model in self._candidate_models():
             model.fit(data)
 
     def _label_window(self, data: InteractionData, label_end: pd.Timestamp) -> pd.DataFrame | None:
@@ -257,10 +266,11 @@ class TwoStageModel(Recommender):
         self.feature_names = [str(name) for name in state["feature_names"]]
 
     def _save_parts(self, store: ObjectStore, prefix: str) -> None:
-        for model in (self.als, self.i2i, self.popular):
+        for model in self._candidate_models():
             model.save(store, f"{prefix}/{model.kind}")
 
     def _load_parts(self, store: ObjectStore, prefix: str) -> None:
         self.als = ALSModel.load(store, f"{prefix}/als")
+        self.itemknn = ItemKNNModel.load(store, f"{prefix}/itemknn")
         self.i2i = ItemToItemModel.load(store, f"{prefix}/i2i")
         self.popular = PopularModel.load(store, f"{prefix}/popular")

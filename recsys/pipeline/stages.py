@@ -26,7 +26,7 @@ from recsys.data.prepare import prepare_datasets
 from recsys.data.readers import read_interactions, read_items
 from recsys.evaluation.offline import evaluate, time_split
 from recsys.models.als import ALSModel
-from recsys.models.base import Recommender
+from recsys.models.base import ModelError, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemModel
 from recsys.models.popular import PopularModel
@@ -142,10 +142,19 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
     metrics = evaluate(candidate.recommend(users, train, 10), split).loc["all"].to_dict()
     current = ctx.registry.current(name)
     current_metrics = None
+    unreadable = None
     if current is not None:
-        _, in_service = ctx.registry.load_current(name)
-        current_metrics = evaluate(in_service.recommend(users, train, 10), split).loc["all"].to_dict()
+        try:
+            _, in_service = ctx.registry.load_current(name)
+        except ModelError as exc:
+            # Corrupt, or saved by an older version of the model class: it could not serve
+            # either, so any working candidate replaces it.
+            unreadable = f"the model in service (version {current.version}) cannot be loaded: {exc}"
+            logger.warning("%s training: %s", name, unreadable)
+        else:
+            current_metrics = evaluate(in_service.recommend(users, train, 10), split).loc["all"].to_dict()
     promote, reason = quality_gate(metrics, current, GATE_METRIC, current_metrics)
+    reason = unreadable or reason
     result: dict[str, Any] = {"promoted": promote, "reason": reason, GATE_METRIC: metrics[GATE_METRIC]}
     if promote:
         version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"

@@ -12,6 +12,7 @@ from recsys.models.als import ALSConfig, ALSModel
 from recsys.models.base import ModelError, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemModel
+from recsys.models.itemknn import ItemKNNModel
 from recsys.models.popular import PopularConfig, PopularModel
 from recsys.models.ranker import CatBoostConfig, TwoStageConfig, TwoStageModel
 from recsys.storage.object_store import LocalObjectStore, ObjectStore
@@ -27,6 +28,7 @@ def all_models() -> list[Recommender]:
         PopularModel(PopularConfig(per_category=True, half_life_days=None)),
         ALSModel(ALSConfig(factors=16, iterations=5)),
         ItemToItemModel(),
+        ItemKNNModel(),
         TwoStageModel(FAST_TWO_STAGE),
     ]
 

@@ -8,6 +8,7 @@ import pandas as pd
 from recsys.models.als import ALSConfig, ALSModel
 from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemModel, recent_items, score_from_recent_items
+from recsys.models.itemknn import ItemKNNModel
 from recsys.models.popular import PopularConfig, PopularModel
 from recsys.models.ranker import CatBoostConfig, TwoStageConfig, TwoStageModel
 from recsys.models.similar import covisitation_similar_items, merge_similar_items, top_n_per_row
@@ -177,6 +178,37 @@ def test_i2i_recommends_within_the_cluster(window: InteractionData) -> None:
     assert same.mean() > 0.9
 
 
+def test_itemknn_scores_are_weighted_votes_of_the_users_items() -> None:
+    # Items 1 and 2 share users 10 and 11; item 3 is only user 12's, with item 1.
+    rows = [(10, 1, "view", "2015-06-01"), (10, 2, "view", "2015-06-01"), (11, 1, "view", "2015-06-02")]
+    rows += [(11, 2, "view", "2015-06-02"), (12, 1, "view", "2015-06-03"), (12, 3, "view", "2015-06-03")]
+    rows += [(13, 2, "view", "2015-06-04")]
+    window = InteractionData.build(frame(rows), catalogue([1, 2, 3]))
+    model = ItemKNNModel().fit(window)
+    recs = model.recommend([13, 12], window, k=3)
+    # User 13 viewed item 2: item 2 itself (cosine 1), then item 1 (2 shared users of 3 and 3).
+    user_13 = recs[recs["user_id"] == 13]
+    assert user_13["item_id"].tolist() == [2, 1]
+    assert np.allclose(user_13["score"], [1.0, 2 / 3])
+    # User 12's items 1 and 3 vote for themselves and each other (1 shared user of 3 and 1),
+    # and item 1 votes for item 2.
+    user_12 = recs[recs["user_id"] == 12].set_index("item_id")["score"]
+    assert np.allclose(user_12.loc[[1, 3, 2]], [1 + 1 / np.sqrt(3), 1 + 1 / np.sqrt(3), 2 / 3])
+
+
+def test_itemknn_filters_bought_and_unavailable_items() -> None:
+    rows = [(10, 1, "view", "2015-06-01"), (10, 2, "view", "2015-06-01"), (10, 3, "view", "2015-06-01")]
+    rows += [
+        (11, 1, "transaction", "2015-06-02"),
+        (11, 2, "view", "2015-06-02"),
+        (11, 3, "view", "2015-06-02"),
+    ]
+    items = catalogue([1, 2, 3]).assign(available=[True, True, False])
+    window = InteractionData.build(frame(rows), items)
+    recs = ItemKNNModel().fit(window).recommend([11], window, k=3)
+    assert recs["item_id"].tolist() == [2]
+
+
 def test_two_stage_reports_candidate_recall_and_trains_on_the_past(window: InteractionData) -> None:
     model = TwoStageModel(
         TwoStageConfig(label_days=7, label_windows=2, ranker=CatBoostConfig(iterations=30))
@@ -188,6 +220,7 @@ def test_two_stage_reports_candidate_recall_and_trains_on_the_past(window: Inter
     assert model.als.trained_until == window.now
     assert set(model.feature_names) >= {
         "als_score",
+        "knn_score",
         "i2i_score",
         "popular_rank",
         "history_rank",

@@ -119,4 +119,12 @@ def test_worse_candidate_is_not_promoted_and_the_current_model_keeps_serving(
     served = prepare_personalized_recommendations(ctx)
     assert served["model_version"] == first["version"]
     assert served["personalized_recommendations"]["rows"] > 0
+
+    # A model in service that no longer loads (here: a file lost) is replaced, and the reason says why.
+    ctx.store.delete(f"models/{ALS_MODEL}/{first['version']}/state.npz")
+    replaced = train_als_model(ctx)
+    assert replaced["promoted"] is True
+    assert replaced["reason"].startswith(f"the model in service (version {first['version']}) cannot")
+    current = ctx.registry.current(ALS_MODEL)
+    assert current is not None and current.version == replaced["version"]
     ctx.engine.dispose()
