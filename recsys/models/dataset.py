@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -82,7 +83,25 @@ class InteractionData:
 
     def purchases(self) -> sp.csr_matrix:
         """Users × items matrix marking what each user has bought (used to filter)."""
+        return self._purchases
+
+    @cached_property
+    def _purchases(self) -> sp.csr_matrix:
         return self.matrix(PURCHASE_EVENTS)
+
+    def has_bought(self, user_ids: npt.ArrayLike, item_ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Whether each user of ``user_ids`` bought the item at the same position of ``item_ids``.
+
+        The one rule every model filters bought items by (users or items outside the window
+        have bought nothing); vectorised over the pairs.
+        """
+        rows = self.users.transform(np.asarray(user_ids, dtype=np.int64), unknown="mask")
+        cols = self.item_codes.transform(np.asarray(item_ids, dtype=np.int64), unknown="mask")
+        known = (rows >= 0) & (cols >= 0)
+        bought = np.zeros(rows.size, dtype=bool)
+        if known.any():
+            bought[known] = np.asarray(self._purchases[rows[known], cols[known]]).ravel() > 0
+        return bought
 
     def is_unavailable(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Whether each item's latest availability is 0 (unknown items count as available)."""
@@ -95,13 +114,7 @@ class InteractionData:
         if unavailable:
             scored = scored[~self.is_unavailable(scored["item_id"].to_numpy())]
         if bought:
-            purchases = self.interactions.loc[
-                self.interactions["event"] == "transaction", ["user_id", "item_id"]
-            ]
-            marked = scored.merge(
-                purchases.drop_duplicates().assign(_bought=True), on=["user_id", "item_id"], how="left"
-            )
-            scored = marked.loc[marked["_bought"].isna(), list(scored.columns)]
+            scored = scored[~self.has_bought(scored["user_id"].to_numpy(), scored["item_id"].to_numpy())]
         return scored
 
     def user_item_frame(

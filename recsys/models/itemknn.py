@@ -59,15 +59,14 @@ class ItemKNNModel(Recommender):
         served = user_ids[data.users.contains(user_ids)]
         rows = data.users.transform(served)
         history = self._to_model_items(data, data.matrix()[rows])
-        bought = self._to_model_items(data, data.purchases()[rows]) if self.config.filter_bought else None
         unavailable = data.is_unavailable(self.items.ids) & self.config.available_only
         frames = []
         for start in range(0, served.size, _USER_BATCH):
             stop = min(start + _USER_BATCH, served.size)
             scores = (history[start:stop] @ self.similarity).tocoo()
             keep = ~unavailable[scores.col]
-            if bought is not None:
-                keep &= np.asarray(bought[start:stop][scores.row, scores.col]).ravel() == 0
+            if self.config.filter_bought:
+                keep &= ~data.has_bought(served[start + scores.row], self.items.inverse(scores.col))
             block = sp.csr_matrix(
                 (scores.data[keep], (scores.row[keep], scores.col[keep])), shape=scores.shape
             )

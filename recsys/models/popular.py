@@ -78,8 +78,8 @@ class PopularModel(Recommender):
         return ranked.assign(rank=np.arange(1, len(ranked) + 1, dtype=np.int32)).reset_index(drop=True)
 
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
-        bought = data.purchases() if self.config.filter_bought else None
-        most_bought = int(np.diff(bought.indptr).max(initial=0)) if bought is not None else 0
+        # A user can lose at most this many of the top items to the bought filter.
+        most_bought = int(np.diff(data.purchases().indptr).max(initial=0)) if self.config.filter_bought else 0
         ranked = self.ranking(data, k + most_bought)
         top_items = ranked["item_id"].to_numpy()
         top_scores = ranked["score"].to_numpy(dtype=np.float32)
@@ -87,14 +87,9 @@ class PopularModel(Recommender):
         for start in range(0, user_ids.size, _USER_BATCH):
             users = user_ids[start : start + _USER_BATCH]
             keep = np.ones((users.size, top_items.size), dtype=bool)
-            if bought is not None and most_bought:
-                rows = data.users.transform(users, unknown="mask")
-                cols = data.item_codes.transform(top_items, unknown="mask")
-                known_rows, known_cols = rows >= 0, cols >= 0
-                sub = bought[rows[known_rows]][:, cols[known_cols]].toarray() > 0
-                mask = np.zeros_like(keep)
-                mask[np.ix_(known_rows, known_cols)] = sub
-                keep &= ~mask
+            if most_bought:
+                pairs = np.repeat(users, top_items.size), np.tile(top_items, users.size)
+                keep = ~data.has_bought(*pairs).reshape(keep.shape)
             # Stable sort puts kept candidates first, in ranking order.
             order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
             kept = np.take_along_axis(keep, order, axis=1)
