@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 import recsys
@@ -126,6 +127,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key"],
         )
     app.include_router(api_router)
+    # A request tries the routes in order: the API's first, then FastAPI's documentation pages.
+    app.router.routes.sort(key=lambda route: not isinstance(route, APIRoute))
     app.add_exception_handler(TooManyItemsError, _too_many_items)
     app.add_exception_handler(UnknownItemError, _error_handler(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(DatabaseUnavailableError, _error_handler(status.HTTP_503_SERVICE_UNAVAILABLE))
