@@ -18,6 +18,7 @@ metric                                      type     meaning
 ``recsys_store_reloads_total``              counter  table reloads by ``outcome``
 ``recsys_table_version``                    gauge    published version of each table in memory
 ``recsys_store_size_bytes``                 gauge    memory held by the in-memory tables
+``recsys_store_load_seconds``               gauge    duration of the last load that changed a table
 ``recsys_database_up``                      gauge    1 if the last database call succeeded
 ==========================================  =======  ==================================================
 """
@@ -127,6 +128,11 @@ class ServiceMetrics:
         )  # fmt: skip
         self.store_bytes = Gauge(
             "recsys_store_size_bytes", "Memory held by the in-memory tables", registry=self.registry
+        )
+        self.store_load_seconds = Gauge(
+            "recsys_store_load_seconds",
+            "Seconds the last load that changed a table took (start-up or reload: reading and indexing)",
+            registry=self.registry,
         )
         self.database_up = Gauge(
             "recsys_database_up", "1 if the last database call succeeded, else 0", registry=self.registry

@@ -203,6 +203,7 @@ class RecommendationService:
         """
         with self._reload_lock:
             current = self._store
+            started = time.perf_counter()
             try:
                 fresh = load_store(self.engine, current)
             except sa.exc.SQLAlchemyError as error:
@@ -222,7 +223,9 @@ class RecommendationService:
             self._store = fresh
             self.metrics.reloads.labels("changed" if changed else "unchanged").inc()
             if changed:
-                logger.info("tables in service: %s", fresh.versions)
+                seconds = time.perf_counter() - started
+                logger.info("tables in service after %.1f s of loading: %s", seconds, fresh.versions)
+                self.metrics.store_load_seconds.set(seconds)
                 self._publish_store_metrics()
             return ReloadResult(changed, fresh.versions)
 

@@ -266,6 +266,8 @@ def test_metrics_count_requests_by_kind(service: LiveService) -> None:
     cold = 'recsys_recommendation_fallbacks_total{reason="cold_user"}'
     assert value(after, cold) - value(before, cold) == 2
     assert value(after, "recsys_process_memory_usage_bytes") > 10 * 2**20
+    # Loading the published tables at start-up took measurable time.
+    assert value(after, "recsys_store_load_seconds") > 0
     assert 'http_requests_total{handler="/recommendations/default",method="GET",status="200"}' in after
     assert (
         'http_request_duration_seconds_bucket{handler="/recommendations/default",le="0.005",method="GET"}'
