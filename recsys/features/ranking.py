@@ -21,7 +21,6 @@ import pandas as pd
 
 from recsys.models.dataset import InteractionData
 
-SOURCES = ("als", "knn", "i2i", "popular", "history")
 _DAY_SECONDS = 86_400.0
 
 

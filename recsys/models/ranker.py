@@ -23,10 +23,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from catboost import CatBoostRanker, Pool
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recsys.evaluation.offline import RELEVANT_EVENTS
-from recsys.features.ranking import SOURCES, RankingFeatures
+from recsys.features.ranking import RankingFeatures
 from recsys.models.als import ALSConfig, ALSModel
 from recsys.models.base import ModelConfig, ModelError, Recommender
 from recsys.models.dataset import InteractionData
@@ -71,6 +71,15 @@ class TwoStageConfig(ModelConfig):
     popular: PopularConfig = PopularConfig()
     ranker: CatBoostConfig = CatBoostConfig()
 
+    @model_validator(mode="after")
+    def _some_source(self) -> TwoStageConfig:
+        if not (self.n_als or self.n_knn or self.n_i2i or self.n_popular or self.n_history):
+            raise ValueError(
+                "every candidate source is switched off: set at least one of n_als, n_knn, "
+                "n_i2i, n_popular, n_history above 0"
+            )
+        return self
+
 
 class TwoStageModel(Recommender):
     """Candidates from five sources, one CatBoost ranker on top."""
@@ -109,11 +118,8 @@ class TwoStageModel(Recommender):
                 columns={"score": f"{source}_score", "rank": f"{source}_rank"}
             )
             merged = part if merged is None else merged.merge(part, on=["user_id", "item_id"], how="outer")
-        assert merged is not None
-        for source in SOURCES:
-            for column in (f"{source}_score", f"{source}_rank"):
-                if column not in merged.columns:
-                    merged[column] = np.nan
+        # A source switched off (n = 0) has no columns, so it is no feature of the ranker either.
+        assert merged is not None  # the config has at least one source
         return merged
 
     def _history(self, user_ids: npt.NDArray[np.int64], data: InteractionData) -> pd.DataFrame:

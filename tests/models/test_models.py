@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from recsys.models.als import ALSConfig, ALSModel
 from recsys.models.dataset import InteractionData
@@ -207,6 +208,17 @@ def test_itemknn_filters_bought_and_unavailable_items() -> None:
     window = InteractionData.build(frame(rows), items)
     recs = ItemKNNModel().fit(window).recommend([11], window, k=3)
     assert recs["item_id"].tolist() == [2]
+
+
+def test_two_stage_needs_a_candidate_source_and_drops_the_features_of_switched_off_ones(
+    window: InteractionData,
+) -> None:
+    with pytest.raises(ValueError, match="every candidate source is switched off"):
+        TwoStageConfig(n_als=0, n_knn=0, n_i2i=0, n_popular=0, n_history=0)
+    model = TwoStageModel(TwoStageConfig(n_knn=0, label_days=7, ranker=CatBoostConfig(iterations=20)))
+    model.fit(window)
+    assert "als_score" in model.feature_names
+    assert not any(name.startswith("knn_") for name in model.feature_names)
 
 
 def test_two_stage_reports_candidate_recall_and_trains_on_the_past(window: InteractionData) -> None:
