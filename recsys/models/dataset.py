@@ -92,8 +92,9 @@ class InteractionData:
     def has_bought(self, user_ids: npt.ArrayLike, item_ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Whether each user of ``user_ids`` bought the item at the same position of ``item_ids``.
 
-        The one rule every model filters bought items by (users or items outside the window
-        have bought nothing); vectorised over the pairs.
+        The rule the models that filter candidate frames use (ALS hands the same purchase
+        matrix to implicit's top-k instead); users or items outside the window have bought
+        nothing. Vectorised over the pairs.
         """
         rows = self.users.transform(np.asarray(user_ids, dtype=np.int64), unknown="mask")
         cols = self.item_codes.transform(np.asarray(item_ids, dtype=np.int64), unknown="mask")
