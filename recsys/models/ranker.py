@@ -2,13 +2,18 @@
 
 Training avoids leakage with time splits inside the training window: for each of
 ``label_windows`` consecutive windows of ``label_days``, candidate models and features see
-only the interactions before the window, and the window's add-to-cart and purchase pairs
-are the labels. Only users with history before a window are trained on: they are the users
-the ranker serves (a user without history gets the popularity ranking itself). The number
-of trees is chosen on the training period's own validation: a ranker is first fitted on the
-older windows and evaluated (NDCG@10) on the newest one, and the final ranker is fitted on
-all windows with the best number of trees, so a short history with few label groups gets a
-small, strongly regularised ranker and a long one a large ranker. After the ranker is
+only the interactions before the window, and the window's pairs are the labels: purchase 2,
+add-to-cart 1 and view ``view_label`` (a weak positive: carts are rare, and the views of the
+many users who bought nothing in a window still show which candidates they preferred; a
+sample of those users, ``view_only_users_per_relevant`` per user with a cart or purchase,
+keeps the training set in proportion). Only users with history before a window are trained
+on: they are the users the ranker serves (a user without history gets the popularity ranking
+itself). The number of trees is chosen on the training period's own validation: a ranker is
+first fitted on the older windows and evaluated (NDCG@10) on the newest one's users with a
+cart or purchase, the peak of the curve's moving average (``iteration_smoothing`` trees) is
+taken, and the final ranker is fitted on all windows with that number of trees, so a short
+history with few label groups gets a small, strongly regularised ranker and a long one a
+large ranker. After the ranker is
 trained, the candidate models are refitted on the whole window, so serving uses all the data.
 """
 
@@ -60,10 +65,16 @@ class TwoStageConfig(ModelConfig):
     label_days: float = Field(14.0, gt=0)
     # Consecutive label windows stacked into one training set (more groups to learn from).
     label_windows: int = Field(5, ge=1)
+    # Gain of a viewed (not carted, not bought) pair in a label window; 0 = views are negatives.
+    view_label: float = Field(0.1, ge=0, lt=1)
+    # Users of a label window who only viewed, sampled: at most this many per user with a cart/purchase.
+    view_only_users_per_relevant: float = Field(8.0, ge=0)
     # Train on users without history before a label window too (they are never ranked).
     train_cold_users: bool = False
     # Choose the number of trees (at most ranker.iterations) on the newest label window.
     early_stopping: bool = True
+    # Trees of the moving average of the validation curve whose peak sets the number of trees.
+    iteration_smoothing: int = Field(15, ge=1)
     users_per_batch: int = Field(20_000, ge=1)
     als: ALSConfig = ALSConfig()
     itemknn: ItemKNNConfig = ItemKNNConfig()
@@ -139,25 +150,31 @@ class TwoStageModel(Recommender):
 
     def _label_window(self, data: InteractionData, label_end: pd.Timestamp) -> pd.DataFrame | None:
         """Features and labels of one window: candidates from the data before ``label_days`` ending at
-        ``label_end``, labelled with that period's add-to-cart (1) and purchase (2) pairs."""
+        ``label_end``, labelled with that period's purchase (2), add-to-cart (1) and view
+        (``view_label``) pairs."""
         label_start = label_end - pd.Timedelta(days=self.config.label_days)
         frame = data.interactions
         base_frame = frame[frame["datetime"] < label_start]
         in_window = (frame["datetime"] >= label_start) & (frame["datetime"] < label_end)
-        labels = frame.loc[in_window & frame["event"].isin(RELEVANT_EVENTS)]
-        if base_frame.empty or labels.empty:
+        labelled_events = [*RELEVANT_EVENTS, "view"] if self.config.view_label else list(RELEVANT_EVENTS)
+        labels = frame.loc[in_window & frame["event"].isin(labelled_events)]
+        if base_frame.empty or not labels["event"].isin(RELEVANT_EVENTS).any():
             return None
         base = InteractionData.build(
             base_frame.drop(columns=["user_code", "item_code"]), data.items.reset_index(), now=label_start
         )
         self._fit_candidate_models(base)
-        gain = labels.assign(label=np.where(labels["event"] == "transaction", 2.0, 1.0))
+        gain = labels.assign(
+            label=labels["event"]
+            .map({"view": self.config.view_label, "addtocart": 1.0, "transaction": 2.0})
+            .astype(np.float64)
+        )
         gain = gain.groupby(["user_id", "item_id"], as_index=False)["label"].max()
         if not self.config.train_cold_users:
             gain = gain[base.users.contains(gain["user_id"].to_numpy())]
             if gain.empty:
                 return None
-        users = gain["user_id"].unique()
+        users = self._training_users(gain, seed=int(label_end.timestamp()))
         features = RankingFeatures(base)
         parts = []
         for start in range(0, users.size, self.config.users_per_batch):
@@ -165,8 +182,19 @@ class TwoStageModel(Recommender):
             candidates = self.candidates(batch, base).merge(gain, on=["user_id", "item_id"], how="left")
             parts.append(features.build(candidates.fillna({"label": 0.0})))
         window = pd.concat(parts, ignore_index=True)
-        window.attrs["label_pairs"] = len(gain)
+        window.attrs["label_pairs"] = int((gain["label"] >= 1.0).sum())
         return window
+
+    def _training_users(self, gain: pd.DataFrame, seed: int) -> npt.NDArray[np.int64]:
+        """Users with an add-to-cart or purchase, and a sample of the users who only viewed
+        (at most ``view_only_users_per_relevant`` per user with one)."""
+        best = gain.groupby("user_id")["label"].max()
+        relevant = best.index[best >= 1.0].to_numpy()
+        view_only = best.index[best < 1.0].to_numpy()
+        limit = int(self.config.view_only_users_per_relevant * relevant.size)
+        if view_only.size > limit:
+            view_only = np.random.default_rng(seed).choice(view_only, size=limit, replace=False)
+        return np.sort(np.concatenate([relevant, view_only]))
 
     def _fit(self, data: InteractionData) -> None:
         windows = []
@@ -185,7 +213,7 @@ class TwoStageModel(Recommender):
             )
         label_pairs = sum(int(w.attrs["label_pairs"]) for w in windows)
         train = pd.concat(windows, ignore_index=True)
-        covered = int((train["label"] > 0).sum())
+        covered = int((train["label"] >= 1.0).sum())
         # Groups without a positive teach a ranking loss nothing.
         useful = train.groupby("group")["label"].transform("max") > 0
         train = train[useful].sort_values("group", kind="stable")
@@ -202,6 +230,7 @@ class TwoStageModel(Recommender):
             "candidate_recall": covered / label_pairs,
             "train_rows": float(len(train)),
             "train_groups": float(train["group"].nunique()),
+            "relevant_groups": float(train.loc[train["label"] >= 1.0, "group"].nunique()),
             "iterations": float(iterations),
             "validation_ndcg": validation_ndcg,
         }
@@ -217,7 +246,10 @@ class TwoStageModel(Recommender):
         Returns the configured number (and NaN) when early stopping is off or there is only one window.
         """
         newest = train["window"] == train["window"].min()
-        if not self.config.early_stopping or newest.all():
+        # Judged on what is evaluated: the newest window's users with an add-to-cart or purchase.
+        relevant = train.groupby("group")["label"].transform("max") >= 1.0
+        validation = train[newest & relevant]
+        if not self.config.early_stopping or newest.all() or validation.empty:
             return self.config.ranker.iterations, float("nan")
         probe = CatBoostRanker(
             **self.config.ranker.model_dump(),
@@ -227,14 +259,17 @@ class TwoStageModel(Recommender):
         )
         probe.fit(
             self._pool(train[~newest]),
-            eval_set=self._pool(train[newest]),
-            use_best_model=True,
+            eval_set=self._pool(validation),
+            use_best_model=False,
             early_stopping_rounds=100,
         )
-        best = int(probe.get_best_iteration())
         curves = probe.get_evals_result()["validation"]
         ndcg = next(values for name, values in curves.items() if name.startswith("NDCG"))
-        return best + 1, float(ndcg[best])
+        # A validation of a few dozen users is noisy from one tree to the next: the peak of the
+        # curve's moving average is a steadier choice than its single highest point.
+        smoothed = pd.Series(ndcg).rolling(self.config.iteration_smoothing, center=True, min_periods=1).mean()
+        best = int(smoothed.to_numpy().argmax())
+        return best + 1, float(smoothed.iloc[best])
 
     # -- serving ----------------------------------------------------------------------------
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:

@@ -243,6 +243,27 @@ def test_two_stage_reports_candidate_recall_and_trains_on_the_past(window: Inter
     }
 
 
+def test_two_stage_learns_from_a_sample_of_the_users_who_only_viewed(window: InteractionData) -> None:
+    def report(**options: float) -> dict[str, float]:
+        ranker = CatBoostConfig(iterations=30)
+        config = TwoStageConfig(label_days=7, label_windows=2, ranker=ranker, **options)
+        return TwoStageModel(config).fit(window).training_report
+
+    without_views = report(view_label=0.0)
+    with_views = report(view_label=0.2, view_only_users_per_relevant=4)
+    none_sampled = report(view_label=0.2, view_only_users_per_relevant=0)
+    assert without_views["train_groups"] == without_views["relevant_groups"]
+    # Users with a cart or purchase whose candidates hold only viewed items join as groups ...
+    assert none_sampled["train_groups"] > none_sampled["relevant_groups"]
+    # ... and users who only viewed join as a sample, at most four per user with a cart or purchase
+    # (there are at most as many such users as cart/purchase pairs) ...
+    view_only = with_views["train_groups"] - none_sampled["train_groups"]
+    assert 0 < view_only <= 4 * with_views["label_pairs"]
+    # ... and change neither the users with a cart or purchase nor the recall of their pairs.
+    for name in ("relevant_groups", "label_pairs", "candidate_recall"):
+        assert with_views[name] == without_views[name] == none_sampled[name]
+
+
 def test_two_stage_trains_on_users_with_history_and_picks_its_trees_on_the_newest_window(
     clustered: tuple[pd.DataFrame, pd.DataFrame],
 ) -> None:
