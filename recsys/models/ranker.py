@@ -5,16 +5,17 @@ Training avoids leakage with time splits inside the training window: for each of
 only the interactions before the window, and the window's pairs are the labels: purchase 2,
 add-to-cart 1 and view ``view_label`` (a weak positive: carts are rare, and the views of the
 many users who bought nothing in a window still show which candidates they preferred; a
-sample of those users, ``view_only_users_per_relevant`` per user with a cart or purchase,
-keeps the training set in proportion). Only users with history before a window are trained
-on: they are the users the ranker serves (a user without history gets the popularity ranking
-itself). The number of trees is chosen on the training period's own validation: a ranker is
-first fitted on the older windows and evaluated (NDCG@10) on the newest one's users with a
-cart or purchase, the peak of the curve's moving average (``iteration_smoothing`` trees) is
-taken, and the final ranker is fitted on all windows with that number of trees, so a short
-history with few label groups gets a small, strongly regularised ranker and a long one a
-large ranker. After the ranker is
-trained, the candidate models are refitted on the whole window, so serving uses all the data.
+sample of those users, ``view_only_users_per_relevant`` per user with a cart or purchase and
+at most ``max_view_only_users`` per window, keeps the training set in proportion and
+bounded). Only users with history before a window are trained on: they are the users the
+ranker serves (a user without history gets the popularity ranking itself). The number of
+trees is chosen on the training period's own validation: a ranker is first fitted on the
+older windows and evaluated (NDCG@10) on the newest one's users with a cart or purchase, the
+peak of the curve's moving average (``iteration_smoothing`` trees) is taken, and the final
+ranker is fitted on all windows with that number of trees, so a short history with few label
+groups gets a small, strongly regularised ranker and a long one a large ranker. After the
+ranker is trained, the candidate models are refitted on the whole window, so serving uses
+all the data.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class TwoStageConfig(ModelConfig):
     view_label: float = Field(0.1, ge=0, lt=1)
     # Users of a label window who only viewed, sampled: at most this many per user with a cart/purchase.
     view_only_users_per_relevant: float = Field(8.0, ge=0)
+    # ... and at most this many per label window (bounds the training set's memory at full scale).
+    max_view_only_users: int = Field(1_000, ge=0)
     # Train on users without history before a label window too (they are never ranked).
     train_cold_users: bool = False
     # Choose the number of trees (at most ranker.iterations) on the newest label window.
@@ -187,11 +190,12 @@ class TwoStageModel(Recommender):
 
     def _training_users(self, gain: pd.DataFrame, seed: int) -> npt.NDArray[np.int64]:
         """Users with an add-to-cart or purchase, and a sample of the users who only viewed
-        (at most ``view_only_users_per_relevant`` per user with one)."""
+        (at most ``view_only_users_per_relevant`` per user with one, and ``max_view_only_users``)."""
         best = gain.groupby("user_id")["label"].max()
         relevant = best.index[best >= 1.0].to_numpy()
         view_only = best.index[best < 1.0].to_numpy()
-        limit = int(self.config.view_only_users_per_relevant * relevant.size)
+        per_relevant = int(self.config.view_only_users_per_relevant * relevant.size)
+        limit = min(per_relevant, self.config.max_view_only_users)
         if view_only.size > limit:
             view_only = np.random.default_rng(seed).choice(view_only, size=limit, replace=False)
         return np.sort(np.concatenate([relevant, view_only]))

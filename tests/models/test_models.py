@@ -259,6 +259,9 @@ def test_two_stage_learns_from_a_sample_of_the_users_who_only_viewed(window: Int
     # (there are at most as many such users as cart/purchase pairs) ...
     view_only = with_views["train_groups"] - none_sampled["train_groups"]
     assert 0 < view_only <= 4 * with_views["label_pairs"]
+    # ... and never more than the absolute bound per label window (two windows here).
+    bounded = report(view_label=0.2, view_only_users_per_relevant=4, max_view_only_users=3)
+    assert 0 < bounded["train_groups"] - none_sampled["train_groups"] <= 2 * 3
     # ... and change neither the users with a cart or purchase nor the recall of their pairs.
     for name in ("relevant_groups", "label_pairs", "candidate_recall"):
         assert with_views[name] == without_views[name] == none_sampled[name]
