@@ -43,6 +43,10 @@ from recsys.storage.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
+# Label of an add-to-cart pair (a purchase is 2, a view ``view_label`` < 1): a label at least
+# this marks the pairs the evaluation counts as relevant.
+CART_LABEL = 1.0
+
 
 class CatBoostConfig(ModelConfig):
     """CatBoostRanker settings."""
@@ -169,7 +173,7 @@ class TwoStageModel(Recommender):
         self._fit_candidate_models(base)
         gain = labels.assign(
             label=labels["event"]
-            .map({"view": self.config.view_label, "addtocart": 1.0, "transaction": 2.0})
+            .map({"view": self.config.view_label, "addtocart": CART_LABEL, "transaction": 2 * CART_LABEL})
             .astype(np.float64)
         )
         gain = gain.groupby(["user_id", "item_id"], as_index=False)["label"].max()
@@ -185,15 +189,15 @@ class TwoStageModel(Recommender):
             candidates = self.candidates(batch, base).merge(gain, on=["user_id", "item_id"], how="left")
             parts.append(features.build(candidates.fillna({"label": 0.0})))
         window = pd.concat(parts, ignore_index=True)
-        window.attrs["label_pairs"] = int((gain["label"] >= 1.0).sum())
+        window.attrs["label_pairs"] = int((gain["label"] >= CART_LABEL).sum())
         return window
 
     def _training_users(self, gain: pd.DataFrame, seed: int) -> npt.NDArray[np.int64]:
         """Users with an add-to-cart or purchase, and a sample of the users who only viewed
         (at most ``view_only_users_per_relevant`` per user with one, and ``max_view_only_users``)."""
         best = gain.groupby("user_id")["label"].max()
-        relevant = best.index[best >= 1.0].to_numpy()
-        view_only = best.index[best < 1.0].to_numpy()
+        relevant = best.index[best >= CART_LABEL].to_numpy()
+        view_only = best.index[best < CART_LABEL].to_numpy()
         per_relevant = int(self.config.view_only_users_per_relevant * relevant.size)
         limit = min(per_relevant, self.config.max_view_only_users)
         if view_only.size > limit:
@@ -217,7 +221,7 @@ class TwoStageModel(Recommender):
             )
         label_pairs = sum(int(w.attrs["label_pairs"]) for w in windows)
         train = pd.concat(windows, ignore_index=True)
-        covered = int((train["label"] >= 1.0).sum())
+        covered = int((train["label"] >= CART_LABEL).sum())
         # Groups without a positive teach a ranking loss nothing.
         useful = train.groupby("group")["label"].transform("max") > 0
         train = train[useful].sort_values("group", kind="stable")
@@ -234,7 +238,7 @@ class TwoStageModel(Recommender):
             "candidate_recall": covered / label_pairs,
             "train_rows": float(len(train)),
             "train_groups": float(train["group"].nunique()),
-            "relevant_groups": float(train.loc[train["label"] >= 1.0, "group"].nunique()),
+            "relevant_groups": float(train.loc[train["label"] >= CART_LABEL, "group"].nunique()),
             "iterations": float(iterations),
             "validation_ndcg": validation_ndcg,
         }
@@ -251,7 +255,7 @@ class TwoStageModel(Recommender):
         """
         newest = train["window"] == train["window"].min()
         # Judged on what is evaluated: the newest window's users with an add-to-cart or purchase.
-        relevant = train.groupby("group")["label"].transform("max") >= 1.0
+        relevant = train.groupby("group")["label"].transform("max") >= CART_LABEL
         validation = train[newest & relevant]
         if not self.config.early_stopping or newest.all() or validation.empty:
             return self.config.ranker.iterations, float("nan")
