@@ -251,7 +251,8 @@ class TwoStageModel(Recommender):
     def _choose_iterations(self, train: pd.DataFrame) -> tuple[int, float]:
         """The number of trees that ranks the newest label window best when trained on the older ones.
 
-        Returns the configured number (and NaN) when early stopping is off or there is only one window.
+        Returns the configured number (and NaN) when early stopping is off, there is only one
+        window, or the newest window has no user with a cart or purchase among the candidates.
         """
         newest = train["window"] == train["window"].min()
         # Judged on what is evaluated: the newest window's users with an add-to-cart or purchase.
