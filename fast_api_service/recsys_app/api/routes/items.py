@@ -6,9 +6,12 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import Response
 
 from recsys_app.api.deps import DEFAULT_K, ItemIdPath, KQuery, service_of
+from recsys_app.api.scalar_route import ScalarParametersRoute
 from recsys_app.models import NOT_READY_RESPONSE, Message, SimilarItems, json_response
 
-router = APIRouter(prefix="/items", tags=["items"], responses=NOT_READY_RESPONSE)
+router = APIRouter(
+    prefix="/items", tags=["items"], responses=NOT_READY_RESPONSE, route_class=ScalarParametersRoute
+)
 
 
 @router.get(

@@ -7,9 +7,15 @@ from fastapi.responses import Response
 
 from recsys.service.service import RecommendationResult
 from recsys_app.api.deps import DEFAULT_K, KQuery, UserIdPath, service_of
+from recsys_app.api.scalar_route import ScalarParametersRoute
 from recsys_app.models import NOT_READY_RESPONSE, DefaultRecommendations, UserRecommendations, json_response
 
-router = APIRouter(prefix="/recommendations", tags=["recommendations"], responses=NOT_READY_RESPONSE)
+router = APIRouter(
+    prefix="/recommendations",
+    tags=["recommendations"],
+    responses=NOT_READY_RESPONSE,
+    route_class=ScalarParametersRoute,
+)
 
 
 def _user_answer(user_id: int, k: int, result: RecommendationResult) -> Response:
