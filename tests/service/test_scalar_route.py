@@ -131,6 +131,10 @@ async def _with_alias(item: Annotated[int, Query(alias="item-id")]) -> Response:
     return Response()
 
 
+async def _with_default_factory(k: Annotated[int, Query(default_factory=lambda: 3)]) -> Response:
+    return Response()
+
+
 def _synchronous(k: int = 1) -> Response:
     return Response()
 
@@ -144,6 +148,7 @@ def _synchronous(k: int = 1) -> Response:
         (_synchronous, "take only the request and path/query parameters"),
         (_with_list, "parameter 'ids' must be a scalar"),
         (_with_alias, "parameter 'item' must be a scalar (int, float, str, bool) without an alias"),
+        (_with_default_factory, "parameter 'k' must be a scalar (int, float, str, bool) without an alias"),
     ],
 )
 def test_refuses_endpoints_it_cannot_serve(

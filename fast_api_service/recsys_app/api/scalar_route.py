@@ -39,9 +39,12 @@ class _Parameter:
 
     @classmethod
     def of(cls, info: FieldInfo, name: str, location: Literal["path", "query"], path: str) -> _Parameter:
-        if info.alias not in (None, name) or info.annotation not in SCALAR_TYPES:
+        if info.alias not in (None, name) or info.annotation not in SCALAR_TYPES or info.default_factory:
             allowed = ", ".join(scalar.__name__ for scalar in SCALAR_TYPES)
-            raise TypeError(f"route {path}: parameter {name!r} must be a scalar ({allowed}) without an alias")
+            raise TypeError(
+                f"route {path}: parameter {name!r} must be a scalar ({allowed}) without an alias "
+                "or a default factory"
+            )
         adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, Annotated[info.annotation, info]))
         return cls(name, location, adapter, info.is_required(), info.default)
 
