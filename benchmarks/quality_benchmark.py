@@ -70,6 +70,8 @@ SHOWN = ["ndcg@10", "recall@10", "precision@5", "map@10", "novelty@5", "item_cov
 COMPARED = ("ndcg@10", "recall@10")
 # Issue #4: two-stage beats every baseline by this factor in the light and heavy segments.
 TARGET_RATIO = 1.10
+# The ALS models the novelty and item-coverage targets compare with.
+ALS_MODELS = ("als", "rectools_als")
 # RecTools lists this long are filtered by the product's rules down to K.
 BASELINE_POOL = 50
 UNFILTERED = "_unfiltered"
@@ -362,7 +364,7 @@ def target_lines(
         f"(NDCG@10 {cold['ndcg@10']:.4f} vs {cold_best['ndcg@10']:.4f}, Recall@10 {cold['recall@10']:.4f} "
         f"vs {cold_best['recall@10']:.4f}, the better of {', '.join(popularity)})"
     )
-    als_names = [n for n in ("als", "rectools_als") if n in results]
+    als_names = [n for n in ALS_MODELS if n in results]
     for segment in ("light", "heavy"):
         novelty = ours.loc[segment, "novelty@5"]
         higher = max(als_names, key=lambda n: results[n].loc[segment, "novelty@5"])
@@ -447,7 +449,7 @@ def main() -> None:
         results[name], per_user[name] = evaluate_folds([run.recos[name] for run in runs], splits)
     ratios = ratio_table(per_user, baselines + references, args.resamples, args.seed)
     # Novelty against ALS only: the users without a list of some baselines have no novelty.
-    als_names = [n for n in ("als", "rectools_als") if n in per_user]
+    als_names = [n for n in ALS_MODELS if n in per_user]
     novelty = ratio_table(
         per_user, als_names, args.resamples, args.seed, metrics=("novelty@5",), segments=("light", "heavy")
     )
