@@ -73,7 +73,8 @@ class ScalarParametersRoute(APIRoute):
 
     The endpoint may also take the :class:`~fastapi.Request`, and must return a
     :class:`~fastapi.Response` (it builds its own answer). Anything else (headers, cookies, a
-    body, dependencies, lists) is refused with a ``TypeError`` when the route is added.
+    body, dependencies, lists, aliases, default factories) is refused with a ``TypeError`` when
+    the route is added.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
