@@ -36,6 +36,7 @@ import requests
 import sqlalchemy as sa
 from common import record
 
+from recsys.publishing.catalogue import RANKED_RECOMMENDATIONS, SIMILAR_ITEMS
 from recsys.publishing.tables import current_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ def main() -> None:
 
     engine = sa.create_engine(args.database_url)
     with engine.connect() as conn:
-        ranked = current_version(conn, "ranked_recommendations")
+        ranked = current_version(conn, RANKED_RECOMMENDATIONS.name)
         users = [
             row[0]
             for row in conn.execute(
@@ -118,7 +119,7 @@ def main() -> None:
                 {"n": args.users},
             )
         ]
-        similar = current_version(conn, "similar_items").physical_name
+        similar = current_version(conn, SIMILAR_ITEMS.name).physical_name
         items = [
             row[0] for row in conn.execute(sa.text(f'SELECT DISTINCT item_id FROM "{similar}" LIMIT 200'))
         ]

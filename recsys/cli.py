@@ -136,13 +136,14 @@ def print_service_examples(settings: Settings) -> None:
     """Example requests against the service, with a user and an item that have recommendations."""
     import sqlalchemy as sa
 
+    from recsys.publishing.catalogue import RANKED_RECOMMENDATIONS, SIMILAR_ITEMS
     from recsys.publishing.tables import current_version
     from recsys.storage.database import create_db_engine
 
     engine = create_db_engine(settings.db_url)
     with engine.connect() as conn:
-        ranked = current_version(conn, "ranked_recommendations").physical_name
-        similar = current_version(conn, "similar_items").physical_name
+        ranked = current_version(conn, RANKED_RECOMMENDATIONS.name).physical_name
+        similar = current_version(conn, SIMILAR_ITEMS.name).physical_name
         user = conn.execute(sa.text(f'SELECT user_id FROM "{ranked}" ORDER BY user_id LIMIT 1')).scalar()
         item = conn.execute(sa.text(f'SELECT item_id FROM "{similar}" ORDER BY item_id LIMIT 1')).scalar()
     base = f"http://127.0.0.1:{settings.service_port}"

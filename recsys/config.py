@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     cors_allowed_origins: list[str] = Field(default_factory=list)
 
-    # Rows published per user / item; the service's largest k is n_personalized_recommendations.
+    # Rows published per key: the default list, per user, per item. Each is also the largest k the
+    # service answers from that table (recsys.publishing.catalogue).
     n_default_recommendations: int = Field(100, ge=1)
     n_personalized_recommendations: int = Field(30, ge=1)
     n_similar_items: int = Field(20, ge=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,8 +30,10 @@ from recsys.service.service import (
     RecommendationService,
     TooManyItemsError,
     UnknownItemError,
+    k_bound,
 )
 from recsys.service.settings import ServiceSettings, load_service_settings
+from recsys_app.api.deps import K_BOUND_EXTENSION
 from recsys_app.api.main import api_router
 from recsys_app.http_metrics import HttpMetricsMiddleware
 
@@ -67,16 +70,18 @@ async def _too_many_items(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": [detail]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-def _with_k_maximum(app: FastAPI, largest: int) -> Callable[[], dict[str, Any]]:
-    """``app.openapi`` that also states the upper bound of ``k`` (a setting the service checks)."""
+def _with_k_maximum(app: FastAPI, k_bound: Callable[[str], int]) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` that also states each route's upper bound of ``k`` (what its table
+    publishes, a setting the service checks), in place of the route's marker."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         schema = generate()
         for operation in (op for path in schema["paths"].values() for op in path.values()):
+            kind = operation.pop(K_BOUND_EXTENSION, None)
             for parameter in operation.get("parameters", []):
-                if parameter["name"] == "k" and parameter["in"] == "query":
-                    parameter["schema"]["maximum"] = largest
+                if kind is not None and parameter["name"] == "k" and parameter["in"] == "query":
+                    parameter["schema"]["maximum"] = k_bound(kind)
         return schema
 
     return openapi
@@ -136,7 +141,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     # Added last, so outermost but for Starlette's error middleware: it times CORS too.
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.state.metrics = metrics
-    app.openapi = _with_k_maximum(app, settings.n_personalized_recommendations)  # type: ignore[method-assign]
+    app.openapi = _with_k_maximum(app, functools.partial(k_bound, settings))  # type: ignore[method-assign]
     return app
 
 

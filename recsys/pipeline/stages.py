@@ -32,8 +32,15 @@ from recsys.models.i2i import ItemToItemModel
 from recsys.models.popular import PopularModel
 from recsys.models.ranker import TwoStageModel
 from recsys.models.similar import covisitation_similar_items, merge_similar_items
+from recsys.publishing.catalogue import (
+    DEFAULT_RECOMMENDATIONS,
+    I2I_RECOMMENDATIONS,
+    PERSONALIZED_RECOMMENDATIONS,
+    RANKED_RECOMMENDATIONS,
+    SIMILAR_ITEMS,
+    PublishedTable,
+)
 from recsys.publishing.registry import ModelRegistry, quality_gate
-from recsys.publishing.tables import publish_frame
 from recsys.storage.database import create_db_engine
 from recsys.storage.object_store import ObjectStore, open_object_store
 
@@ -44,21 +51,6 @@ ALS_MODEL = "als"
 # Named in the error a stage raises when it needs the ALS model and none has been promoted yet.
 ALS_STAGE_HINT = "stage train_als_model (DAG 2_train_als_model)"
 RANKER_MODEL = "two_stage"
-
-USER_RECS_COLUMNS: list[sa.Column[Any]] = [
-    sa.Column("user_id", sa.BigInteger, nullable=False),
-    sa.Column("item_id", sa.BigInteger, nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("rank", sa.Integer, nullable=False),
-]
-DEFAULT_RECS_COLUMNS: list[sa.Column[Any]] = USER_RECS_COLUMNS[1:]
-SIMILAR_ITEMS_COLUMNS: list[sa.Column[Any]] = [
-    sa.Column("item_id", sa.BigInteger, nullable=False),
-    sa.Column("similar_item_id", sa.BigInteger, nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("rank", sa.Integer, nullable=False),
-    sa.Column("source", sa.String(20), nullable=False),
-]
 
 
 @dataclass
@@ -103,18 +95,16 @@ class RunContext:
         recent = data.interactions["datetime"] >= data.now - pd.Timedelta(days=self.settings.active_user_days)
         return np.unique(data.interactions.loc[recent, "user_id"].to_numpy())
 
-    def publish(self, name: str, frame: pd.DataFrame, columns: list[sa.Column[Any]], index: list[str]) -> int:
-        """Publish a table for the run's moment; returns its new version."""
-        published = publish_frame(
-            self.engine,
-            name,
-            frame,
-            columns,
-            as_of=self.moment,
-            keep_versions=self.settings.keep_table_versions,
-            indexes=[index],
+    def depth(self, table: PublishedTable) -> int:
+        """Rows per key the run publishes in ``table``."""
+        return table.depth(self.settings)
+
+    def publish(self, table: PublishedTable, frame: pd.DataFrame) -> int:
+        """Publish a catalogue table for the run's moment; returns its new version."""
+        published = table.publish(
+            self.engine, frame, as_of=self.moment, keep_versions=self.settings.keep_table_versions
         )
-        self.summary[name] = {"version": published.version, "rows": published.rows}
+        self.summary[table.name] = {"version": published.version, "rows": published.rows}
         return published.version
 
 
@@ -202,21 +192,23 @@ def train_als_model(ctx: RunContext) -> dict[str, Any]:
 # -- stage 3 -----------------------------------------------------------------------------------
 def prepare_default_recommendations(ctx: RunContext) -> dict[str, Any]:
     """Popular available items for cold users."""
-    ranking = PopularModel().fit(ctx.window).ranking(ctx.window, ctx.settings.n_default_recommendations)
+    ranking = PopularModel().fit(ctx.window).ranking(ctx.window, ctx.depth(DEFAULT_RECOMMENDATIONS))
     if ranking.empty:
         raise ValueError(
             "no available item has interactions in the window: default recommendations would be empty"
         )
-    ctx.publish("default_recommendations", ranking, DEFAULT_RECS_COLUMNS, ["rank"])
+    ctx.publish(DEFAULT_RECOMMENDATIONS, ranking)
     return ctx.summary
 
 
 # -- stages 4 and 5 ----------------------------------------------------------------------------
-def _publish_user_recommendations(ctx: RunContext, name: str, model: Recommender) -> dict[str, Any]:
+def _publish_user_recommendations(
+    ctx: RunContext, table: PublishedTable, model: Recommender
+) -> dict[str, Any]:
     users = ctx.active_users()
-    recs = model.recommend(users, ctx.window, ctx.settings.n_personalized_recommendations)
-    ctx.publish(name, recs, USER_RECS_COLUMNS, ["user_id"])
-    ctx.summary[name]["users"] = int(recs["user_id"].nunique())
+    recs = model.recommend(users, ctx.window, ctx.depth(table))
+    ctx.publish(table, recs)
+    ctx.summary[table.name]["users"] = int(recs["user_id"].nunique())
     return ctx.summary
 
 
@@ -224,18 +216,18 @@ def prepare_personalized_recommendations(ctx: RunContext) -> dict[str, Any]:
     """ALS recommendations for every active user, from the promoted ALS model."""
     version, model = ctx.registry.load_current(ALS_MODEL, stage_hint=ALS_STAGE_HINT)
     ctx.summary["model_version"] = version.version
-    return _publish_user_recommendations(ctx, "personalized_recommendations", model)
+    return _publish_user_recommendations(ctx, PERSONALIZED_RECOMMENDATIONS, model)
 
 
 def prepare_i2i_recommendations(ctx: RunContext) -> dict[str, Any]:
     """Neighbours of each active user's recent items."""
-    return _publish_user_recommendations(ctx, "i2i_recommendations", ItemToItemModel().fit(ctx.window))
+    return _publish_user_recommendations(ctx, I2I_RECOMMENDATIONS, ItemToItemModel().fit(ctx.window))
 
 
 # -- stage 6 -----------------------------------------------------------------------------------
 def prepare_similar_items(ctx: RunContext) -> dict[str, Any]:
     """Co-visited items of every item, completed with ALS neighbours when an ALS model exists."""
-    n = ctx.settings.n_similar_items
+    n = ctx.depth(SIMILAR_ITEMS)
     similar = covisitation_similar_items(ctx.window, n)
     if ctx.registry.current(ALS_MODEL) is not None:
         _, als = ctx.registry.load_current(ALS_MODEL)
@@ -244,7 +236,7 @@ def prepare_similar_items(ctx: RunContext) -> dict[str, Any]:
     else:
         logger.warning("no ALS model yet: similar items come from co-visitation only")
         similar = similar.assign(source="covisitation")
-    ctx.publish("similar_items", similar, SIMILAR_ITEMS_COLUMNS, ["item_id"])
+    ctx.publish(SIMILAR_ITEMS, similar)
     return ctx.summary
 
 
@@ -253,7 +245,7 @@ def train_ranking_model_and_rank_recommendations(ctx: RunContext) -> dict[str, A
     """Train the two-stage ranker (with the quality gate), then publish ranked recommendations."""
     ctx.summary["training"] = _train_with_gate(ctx, RANKER_MODEL, TwoStageModel)
     _, ranker = ctx.registry.load_current(RANKER_MODEL)
-    return _publish_user_recommendations(ctx, "ranked_recommendations", ranker)
+    return _publish_user_recommendations(ctx, RANKED_RECOMMENDATIONS, ranker)
 
 
 STAGES: dict[str, Callable[[RunContext], dict[str, Any]]] = {

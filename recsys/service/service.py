@@ -25,33 +25,50 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from recsys.config import Settings
 from recsys.data.prepare import to_epoch_ms
 from recsys.models.i2i import ItemToItemConfig
+from recsys.publishing.catalogue import (
+    DEFAULT_RECOMMENDATIONS,
+    I2I_RECOMMENDATIONS,
+    PERSONALIZED_RECOMMENDATIONS,
+    RANKED_RECOMMENDATIONS,
+    SIMILAR_ITEMS,
+    PublishedTable,
+)
 from recsys.service.activity import OnlineActivityCache
 from recsys.service.blending import Recommendation, as_recommendations, blend, online_i2i, sources_of
 from recsys.service.events import OnlineEvent, OnlineEventsRepository, UserActivity
 from recsys.service.metrics import ServiceMetrics
 from recsys.service.settings import ServiceSettings
-from recsys.service.store import (
-    I2I,
-    PERSONALIZED,
-    RANKED,
-    SIMILAR,
-    Candidates,
-    GroupedLists,
-    RecommendationStore,
-    load_store,
-)
+from recsys.service.store import Candidates, GroupedLists, RecommendationStore, load_store
 from recsys.storage.database import create_db_engine
 
 logger = logging.getLogger(__name__)
 
 # Offline lists of a user, best first: the two-stage ranker, then ALS, then the offline i2i.
-OFFLINE_CHAIN = ((RANKED, "ranked"), (PERSONALIZED, "als"), (I2I, "i2i"))
+OFFLINE_CHAIN = (
+    (RANKED_RECOMMENDATIONS, "ranked"),
+    (PERSONALIZED_RECOMMENDATIONS, "als"),
+    (I2I_RECOMMENDATIONS, "i2i"),
+)
+# The published table whose depth bounds the ``k`` of each kind of answer; online i2i lists are
+# computed from similar items but take their place in a personalised list, so they share its bound.
+K_BOUNDING_TABLES: dict[str, PublishedTable] = {  # keyed by the kind of answer
+    "default": DEFAULT_RECOMMENDATIONS,
+    "personalized": RANKED_RECOMMENDATIONS,
+    "online": RANKED_RECOMMENDATIONS,
+    "similar": SIMILAR_ITEMS,
+}
+
+
+def k_bound(settings: Settings, kind: str) -> int:
+    """The largest ``k`` an answer of ``kind`` (a key of :data:`K_BOUNDING_TABLES`) takes."""
+    return K_BOUNDING_TABLES[kind].depth(settings)
 
 
 class TooManyItemsError(ValueError):
-    """``k`` above the largest the service answers (``n_personalized_recommendations``)."""
+    """``k`` above the rows per key published in the table the answer comes from."""
 
     def __init__(self, k: int, largest: int) -> None:
         super().__init__(f"Input should be less than or equal to {largest}")
@@ -250,11 +267,11 @@ class RecommendationService:
         self.metrics.store_bytes.set(store.nbytes)
 
     # -- reads -------------------------------------------------------------------------------
-    def _ready_store(self, k: int) -> RecommendationStore:
-        """The store in service, once ``k`` is checked (the bound is a setting, so it is checked
-        here rather than by the web layer's schema)."""
-        if k > self.settings.n_personalized_recommendations:
-            raise TooManyItemsError(k, self.settings.n_personalized_recommendations)
+    def _ready_store(self, k: int, kind: str) -> RecommendationStore:
+        """The store in service, once ``k`` is checked against what is published for ``kind`` (the
+        bound is a setting, so it is checked here rather than by the web layer's schema)."""
+        if k > (largest := k_bound(self.settings, kind)):
+            raise TooManyItemsError(k, largest)
         store = self.store
         if not store.is_ready:
             raise NotReadyError(
@@ -266,7 +283,7 @@ class RecommendationService:
 
     def default(self, k: int) -> RecommendationResult:
         """The ``k`` most popular available items."""
-        items = as_recommendations(self._ready_store(k).default(), k)
+        items = as_recommendations(self._ready_store(k, "default").default(), k)
         self.metrics.count_request("default", [])
         return RecommendationResult(items, sources_of(items))
 
@@ -275,7 +292,7 @@ class RecommendationService:
 
         Unknown users get the popular items (fallback ``cold_user``).
         """
-        store = self._ready_store(k)
+        store = self._ready_store(k, "personalized")
         fallbacks: list[str] = []
         offline = self._offline_list(store, user_id, fallbacks)
         fallbacks.extend(self._online_fallbacks())
@@ -293,7 +310,7 @@ class RecommendationService:
 
     def online(self, user_id: int, k: int) -> RecommendationResult:
         """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``)."""
-        store = self._ready_store(k)
+        store = self._ready_store(k, "online")
         fallbacks = self._online_fallbacks()
         neighbours = self._online_candidates(user_id, self.activity.get(user_id), store)
         items = as_recommendations(neighbours, k)
@@ -311,7 +328,7 @@ class RecommendationService:
         objects replaced on change, so the list is kept until either is replaced: repeated
         requests of a user (a page and its refreshes) skip the scoring.
         """
-        similar = store.lists(SIMILAR)
+        similar = store.lists(SIMILAR_ITEMS)
         memo = self._online_memo.get(user_id)
         if memo is not None and memo[0] is activity and memo[1] is similar:
             return memo[2]
@@ -328,8 +345,8 @@ class RecommendationService:
         UnknownItemError
             If the item is neither in the catalogue nor in the similar-items table.
         """
-        store = self._ready_store(k)
-        found = store.lists(SIMILAR).get(item_id, "similar")
+        store = self._ready_store(k, "similar")
+        found = store.lists(SIMILAR_ITEMS).get(item_id, "similar")
         if found is None:
             if not store.is_known_item(item_id):
                 raise UnknownItemError(
@@ -342,7 +359,7 @@ class RecommendationService:
         for table, source in OFFLINE_CHAIN:
             found = store.lists(table).get(user_id, source)
             if found is not None:
-                if table != RANKED:
+                if table is not RANKED_RECOMMENDATIONS:
                     fallbacks.append("no_ranked_recommendations")
                 return found
         fallbacks.append("cold_user")

@@ -25,41 +25,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recsys.data.prepare import ITEMS
+from recsys.publishing.catalogue import CATALOGUE, DEFAULT_RECOMMENDATIONS, SIMILAR_ITEMS, PublishedTable
 from recsys.publishing.tables import NotPublishedError, PublishedVersion, current_version, read_published
 
 logger = logging.getLogger(__name__)
 
 Ids = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
-
-DEFAULT = "default_recommendations"
-RANKED = "ranked_recommendations"
-PERSONALIZED = "personalized_recommendations"
-I2I = "i2i_recommendations"
-SIMILAR = "similar_items"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """Which columns of a published table the service keeps: key, item, score (rank orders them)."""
-
-    key: str | None
-    item: str = "item_id"
-    label: str | None = None
-
-    @property
-    def columns(self) -> list[str]:
-        """Columns read from the database."""
-        return [c for c in (self.key, self.item, "score", "rank", self.label) if c is not None]
-
-
-TABLES: dict[str, TableSpec] = {
-    DEFAULT: TableSpec(key=None),
-    RANKED: TableSpec(key="user_id"),
-    PERSONALIZED: TableSpec(key="user_id"),
-    I2I: TableSpec(key="user_id"),
-    SIMILAR: TableSpec(key="item_id", item="similar_item_id", label="source"),
-}
 
 
 def compact_ids(values: npt.ArrayLike) -> Ids:
@@ -309,14 +281,15 @@ class RecommendationStore:
         }
         # Frozen: the derived fields are set once, here.
         object.__setattr__(self, "_available", available)
-        default = available[DEFAULT].get(0, "default") if DEFAULT in available else None
+        default_name = DEFAULT_RECOMMENDATIONS.name
+        default = available[default_name].get(0, "default") if default_name in available else None
         object.__setattr__(self, "_default", default or Candidates.empty("default"))
 
     @classmethod
     def empty(cls) -> RecommendationStore:
         """A store with nothing loaded (the database was unreachable at start-up)."""
         now = _utcnow()
-        return cls({name: LoadedTable(None, GroupedLists.empty(), now) for name in TABLES})
+        return cls({name: LoadedTable(None, GroupedLists.empty(), now) for name in CATALOGUE})
 
     @property
     def versions(self) -> dict[str, int | None]:
@@ -328,7 +301,7 @@ class RecommendationStore:
     @property
     def is_ready(self) -> bool:
         """Whether every user can be answered: the default recommendations are loaded."""
-        return len(self.tables[DEFAULT].lists) > 0
+        return len(self.tables[DEFAULT_RECOMMENDATIONS.name].lists) > 0
 
     @property
     def nbytes(self) -> int:
@@ -339,9 +312,9 @@ class RecommendationStore:
         )
         return loaded + filtered + self.known_items.nbytes + self.unavailable_items.nbytes
 
-    def lists(self, name: str) -> GroupedLists:
+    def lists(self, table: PublishedTable) -> GroupedLists:
         """The grouped lists of a table, without unavailable items."""
-        return self._available[name]
+        return self._available[table.name]
 
     def default(self) -> Candidates:
         """The popular available items, best first."""
@@ -349,7 +322,7 @@ class RecommendationStore:
 
     def is_known_item(self, item_id: int) -> bool:
         """Whether the item is in the catalogue or has similar items."""
-        return _position(self.known_items, item_id) is not None or item_id in self.lists(SIMILAR)
+        return _position(self.known_items, item_id) is not None or item_id in self.lists(SIMILAR_ITEMS)
 
 
 def _utcnow() -> datetime:
@@ -357,13 +330,13 @@ def _utcnow() -> datetime:
 
 
 def _read_table(engine: Engine, name: str) -> LoadedTable:
-    spec = TABLES[name]
-    version, frame = read_published(engine, name, spec.columns)
-    key = spec.key
+    table = CATALOGUE[name]
+    version, frame = read_published(engine, name, table.served_columns)
+    key = table.key
     if key is None:
         # One list for everybody: a constant key keeps a single code path.
         frame, key = frame.assign(_all=0), "_all"
-    lists = GroupedLists.from_frame(frame, key, item=spec.item, label=spec.label)
+    lists = GroupedLists.from_frame(frame, key, item=table.item, label=table.label)
     logger.info("loaded %s version %d: %d rows, %d keys", name, version.version, len(frame), len(lists))
     return LoadedTable(version, lists, _utcnow())
 
@@ -398,7 +371,7 @@ def load_store(engine: Engine, previous: RecommendationStore | None = None) -> R
     """
     tables: dict[str, LoadedTable] = {}
     changed = previous is None
-    for name in TABLES:
+    for name in CATALOGUE:
         try:
             pointer: PublishedVersion | None = current_version(engine, name)
         except NotPublishedError:

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from recsys.pipeline.stages import USER_RECS_COLUMNS
 from recsys.publishing import tables
+from recsys.publishing.catalogue import RANKED_RECOMMENDATIONS
 from recsys.storage.database import create_db_engine
 
 AS_OF = datetime(2015, 9, 10, 22, 0)
@@ -25,7 +25,7 @@ AS_OF = datetime(2015, 9, 10, 22, 0)
 def columns() -> list[sa.Column[Any]]:
     """The layout of the per-user recommendation tables the pipeline publishes (fresh copies:
     a column belongs to one table)."""
-    return [column._copy() for column in USER_RECS_COLUMNS]
+    return RANKED_RECOMMENDATIONS.new_columns()
 
 
 def recommendations(rows: int, seed: int = 0) -> pd.DataFrame:

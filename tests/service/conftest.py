@@ -30,14 +30,9 @@ from recsys.config import Settings
 from recsys.data.loader import load_raw_data
 from recsys.data.prepare import ITEMS
 from recsys.data.synthetic import generate_twin
-from recsys.pipeline.stages import (
-    DEFAULT_RECS_COLUMNS,
-    SIMILAR_ITEMS_COLUMNS,
-    STAGES,
-    USER_RECS_COLUMNS,
-    RunContext,
-)
-from recsys.publishing.tables import publish_frame, read_published
+from recsys.pipeline.stages import STAGES, RunContext
+from recsys.publishing.catalogue import CATALOGUE
+from recsys.publishing.tables import read_published
 from recsys.storage.database import bulk_insert, create_db_engine
 from tests.helpers import scratch_database, wait_until
 
@@ -47,14 +42,6 @@ SERVICE_DIR = ROOT / "fast_api_service"
 API_KEY = "test-api-key"
 START_TIMEOUT_S = 90.0
 MOMENT = datetime(2026, 1, 1)
-
-TABLE_COLUMNS: dict[str, tuple[list[sa.Column[Any]], list[str]]] = {
-    "default_recommendations": (DEFAULT_RECS_COLUMNS, ["rank"]),
-    "personalized_recommendations": (USER_RECS_COLUMNS, ["user_id"]),
-    "i2i_recommendations": (USER_RECS_COLUMNS, ["user_id"]),
-    "ranked_recommendations": (USER_RECS_COLUMNS, ["user_id"]),
-    "similar_items": (SIMILAR_ITEMS_COLUMNS, ["item_id"]),
-}
 
 
 @dataclass(frozen=True)
@@ -96,8 +83,7 @@ def publish_copy(url: str, data: PublishedData, as_of: datetime = MOMENT) -> Non
     engine = create_db_engine(url)
     try:
         for name, frame in data.tables.items():
-            columns, index = TABLE_COLUMNS[name]
-            publish_frame(engine, name, frame, columns, as_of=as_of, indexes=[index])
+            CATALOGUE[name].publish(engine, frame, as_of=as_of)
         with engine.begin() as conn:
             ITEMS.create(conn, checkfirst=True)
             bulk_insert(conn, ITEMS, data.items)
@@ -121,7 +107,7 @@ def published_data(tmp_path_factory: pytest.TempPathFactory) -> PublishedData:
     for stage in STAGES.values():
         ctx.summary = {}
         stage(ctx)
-    tables = {name: read_published(engine, name)[1] for name in TABLE_COLUMNS}
+    tables = {name: read_published(engine, name)[1] for name in CATALOGUE}
     with engine.connect() as conn:
         items = pd.read_sql(sa.select(ITEMS), conn)
     engine.dispose()

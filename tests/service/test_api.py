@@ -12,7 +12,14 @@ from recsys.storage.database import create_db_engine
 from tests.service.conftest import API_KEY, LiveService, PublishedData
 
 AUTH = {"X-API-Key": API_KEY}
-MAX_K = 30
+MAX_K = 30  # rows published per user (RECSYS_N_PERSONALIZED_RECOMMENDATIONS)
+# Each route's largest k is what its table publishes per key (the settings' defaults).
+K_BOUNDS = {
+    "/recommendations/default": 100,
+    "/recommendations/users/{user_id}": MAX_K,
+    "/recommendations/users/{user_id}/online": MAX_K,
+    "/items/{item_id}/similar": 20,
+}
 
 
 def fresh_user() -> int:
@@ -145,13 +152,14 @@ def test_unknown_item_is_404_with_a_clear_message(service: LiveService) -> None:
     ("path", "field", "message"),
     [
         ("/recommendations/default?k=0", "k", "greater than or equal to 1"),
-        (f"/recommendations/default?k={MAX_K + 1}", "k", f"less than or equal to {MAX_K}"),
+        ("/recommendations/default?k=101", "k", "less than or equal to 100"),
         ("/recommendations/users/1?k=ten", "k", "valid integer"),
         ("/recommendations/users/abc", "user_id", "valid integer"),
         ("/recommendations/users/-5", "user_id", "greater than or equal to 0"),
         (f"/recommendations/users/{2**63}", "user_id", "less than or equal to"),
         ("/recommendations/users/1/online?k=100", "k", f"less than or equal to {MAX_K}"),
         ("/items/x/similar", "item_id", "valid integer"),
+        ("/items/1/similar?k=25", "k", "less than or equal to 20"),
     ],
 )
 def test_malformed_input_is_422_naming_the_field(
@@ -317,9 +325,11 @@ def test_cors_only_for_configured_origins(postgres_service: LiveService, sqlite_
 
 def test_openapi_documents_the_k_bound_and_the_api_key(service: LiveService) -> None:
     schema = service.client().get("/openapi.json").json()
-    parameters = schema["paths"]["/recommendations/users/{user_id}"]["get"]["parameters"]
-    k = next(p for p in parameters if p["name"] == "k")
-    assert (k["schema"]["minimum"], k["schema"]["maximum"]) == (1, MAX_K)
+    for path, largest in K_BOUNDS.items():
+        operation = schema["paths"][path]["get"]
+        k = next(p for p in operation["parameters"] if p["name"] == "k")
+        assert (k["schema"]["minimum"], k["schema"]["maximum"]) == (1, largest), path
+        assert not any(key.startswith("x-") for key in operation), path
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert "security" in schema["paths"]["/events"]["post"]
     assert "security" not in schema["paths"]["/recommendations/default"]["get"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,20 +19,22 @@ from recsys.data.loader import load_raw_data
 from recsys.data.prepare import ITEMS, prepare_datasets
 from recsys.data.readers import read_interactions
 from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
-from recsys.publishing.tables import publish_frame
+from recsys.publishing.catalogue import CATALOGUE
 from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
 from recsys.service.metrics import ServiceMetrics, memory_limit_bytes
 from recsys.service.service import (
+    K_BOUNDING_TABLES,
     DatabaseStatus,
     DatabaseUnavailableError,
     RecommendationService,
     TooManyItemsError,
+    k_bound,
 )
 from recsys.service.settings import ServiceSettings, load_service_settings
 from recsys.service.store import Candidates, GroupedLists, in_sorted
 from recsys.storage.database import bulk_insert, create_db_engine
-from tests.service.conftest import TABLE_COLUMNS, PublishedData
+from tests.service.conftest import PublishedData
 
 
 def candidates(source: str, items: list[int]) -> Candidates:
@@ -185,8 +188,7 @@ def test_single_user_i2i_matches_the_frame_version() -> None:
 # -- the service over a small hand-made database ----------------------------------------------
 def publish(engine: Engine, name: str, frame: pd.DataFrame) -> None:
     """Publish a new version of one of the service's tables."""
-    columns, index = TABLE_COLUMNS[name]
-    publish_frame(engine, name, frame, columns, indexes=[index])
+    CATALOGUE[name].publish(engine, frame)
 
 
 @pytest.fixture
@@ -311,17 +313,28 @@ def test_online_list_follows_new_events_and_new_similar_items(
     assert ids(core.online(1, 5).items) == [77]
 
 
-def test_k_above_the_configured_bound_is_refused(core: RecommendationService) -> None:
-    largest = core.settings.n_personalized_recommendations
-    assert len(core.default(largest).items) == 3
-    for ask in (
-        lambda: core.default(largest + 1),
-        lambda: core.personalized(1, largest + 1),
-        lambda: core.online(1, largest + 1),
-        lambda: core.similar(10, largest + 1),
-    ):
+def test_k_is_bounded_by_what_each_answer_s_table_publishes(small_db: Engine) -> None:
+    settings = ServiceSettings(
+        _env_file=None,
+        database_url=str(small_db.url),
+        n_default_recommendations=7,
+        n_personalized_recommendations=5,
+        n_similar_items=3,
+    )
+    core = RecommendationService(settings, engine=small_db)
+    core.start()
+    asks: dict[str, tuple[int, Callable[[int], object]]] = {
+        "default": (7, core.default),
+        "personalized": (5, lambda k: core.personalized(1, k)),
+        "online": (5, lambda k: core.online(1, k)),
+        "similar": (3, lambda k: core.similar(10, k)),
+    }
+    assert set(asks) == set(K_BOUNDING_TABLES)
+    for kind, (largest, ask) in asks.items():
+        assert k_bound(settings, kind) == largest
+        ask(largest)
         with pytest.raises(TooManyItemsError, match=f"less than or equal to {largest}"):
-            ask()
+            ask(largest + 1)
 
 
 def test_online_purchase_is_filtered_and_online_items_blended(core: RecommendationService) -> None:

@@ -12,14 +12,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from recsys.publishing.tables import publish_frame
+from recsys.publishing.catalogue import DEFAULT_RECOMMENDATIONS
 from recsys.service.settings import ServiceSettings
 from recsys.storage.database import create_db_engine
 from tests.helpers import scratch_database
 from tests.service.conftest import (
     API_KEY,
     SERVICE_DIR,
-    TABLE_COLUMNS,
     LiveService,
     PublishedData,
     publish_copy,
@@ -210,14 +209,10 @@ def test_hot_reload_swaps_versions_without_failing_requests(
     try:
         time.sleep(1.0)
         engine = create_db_engine(postgres_copy)
-        columns, index = TABLE_COLUMNS["default_recommendations"]
-        publish_frame(
+        DEFAULT_RECOMMENDATIONS.publish(
             engine,
-            "default_recommendations",
             reversed_frame,
-            columns,
             as_of=datetime(2026, 1, 2),
-            indexes=[index],
         )
         engine.dispose()
         service.wait_until(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request, Security, status
 from fastapi.security import APIKeyHeader
 
-from recsys.service.service import RecommendationService
+from recsys.service.service import K_BOUNDING_TABLES, RecommendationService
 from recsys_app.models import MAX_ID
 
 DEFAULT_K = 10
@@ -38,16 +38,27 @@ async def get_service(request: Request) -> RecommendationService:
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
 
 
-# The upper bound is a setting: the service checks it (422 through the app's handler) and the app
-# writes it into the OpenAPI schema.
+# The upper bound is the depth of the table the answer comes from, a setting: the service checks
+# it (422 through the app's handler) and the app writes it into the OpenAPI schema of each route
+# that names its kind of answer with ``k_bounded_by``.
 KQuery = Annotated[
     int,
     Query(
         ge=1,
-        description="Number of items, at most RECSYS_N_PERSONALIZED_RECOMMENDATIONS "
-        "(the maximum is in this schema)",
+        description="Number of items, at most the rows published per key (the maximum is in this schema)",
     ),
 ]
+K_BOUND_EXTENSION = "x-k-bounded-by"
+
+
+def k_bounded_by(kind: str) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose ``k`` is bounded like answers of ``kind``
+    (see :data:`recsys.service.service.K_BOUNDING_TABLES`)."""
+    if kind not in K_BOUNDING_TABLES:
+        raise ValueError(f"unknown kind of answer {kind!r}: expected one of {sorted(K_BOUNDING_TABLES)}")
+    return {K_BOUND_EXTENSION: kind}
+
+
 UserIdPath = Annotated[int, Path(ge=0, le=MAX_ID, description="Visitor id")]
 ItemIdPath = Annotated[int, Path(ge=0, le=MAX_ID, description="Item id")]
 
