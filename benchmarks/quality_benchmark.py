@@ -61,6 +61,7 @@ from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemModel
 from recsys.models.popular import PopularModel
 from recsys.models.ranker import TwoStageModel
+from recsys.models.topk import top_k_per_key
 from recsys.storage.database import create_db_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,9 +181,7 @@ def run_fold(split: TimeSplit, catalogue: pd.DataFrame, folder: Path) -> tuple[F
 
 def top_k(reco: pd.DataFrame, k: int) -> pd.DataFrame:
     """The first ``k`` remaining rows of every user, ranks renumbered from 1."""
-    ordered = reco.sort_values(["user_id", "rank"], kind="stable")
-    ranks = ordered.groupby("user_id").cumcount() + 1
-    return ordered[ranks <= k].assign(rank=ranks[ranks <= k])
+    return top_k_per_key(reco.sort_values(["user_id", "rank"], kind="stable"), "user_id", k)
 
 
 def pooled_replay(replays: list[pd.DataFrame]) -> pd.DataFrame:

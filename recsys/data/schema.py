@@ -20,6 +20,8 @@ from enum import Enum
 import sqlalchemy as sa
 
 EVENT_TYPES: tuple[str, ...] = ("view", "addtocart", "transaction")
+# Events that show intent to buy: what evaluation counts as relevant and the ranker learns first.
+RELEVANT_EVENTS: tuple[str, ...] = ("addtocart", "transaction")
 
 # Item properties that are not hashed and that preparation reads.
 CATEGORY_PROPERTY = "categoryid"

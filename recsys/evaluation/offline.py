@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from recsys.data.schema import RELEVANT_EVENTS
 from recsys.evaluation.metrics import (
     RANKING_METRICS,
     item_coverage,
@@ -24,7 +25,6 @@ from recsys.evaluation.metrics import (
     recommended_per_user,
 )
 
-RELEVANT_EVENTS = ("addtocart", "transaction")
 SEGMENTS = ("cold", "light", "heavy")
 # Training events of a "light" user: 1..LIGHT_MAX; more is "heavy", none is "cold".
 LIGHT_MAX = 4

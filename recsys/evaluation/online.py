@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from recsys.evaluation.offline import RELEVANT_EVENTS
+from recsys.data.schema import RELEVANT_EVENTS
 from recsys.models.i2i import recent_items, score_from_recent_items, top_k
 
 

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from recsys.models.base import ModelConfig, Recommender
 from recsys.models.dataset import InteractionData
+from recsys.models.topk import top_k_per_key
 
 logger = logging.getLogger(__name__)
 
@@ -194,8 +195,7 @@ class ALSModel(Recommender):
             )
             frames.append(frame)
         result = pd.concat(frames, ignore_index=True)
-        result["rank"] = result.groupby("item_id", sort=False).cumcount().astype(np.int32) + 1
-        return result[result["rank"] <= n].reset_index(drop=True)
+        return top_k_per_key(result, "item_id", n)
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         return {"user_factors": self.user_factors, "item_factors": self.item_factors}

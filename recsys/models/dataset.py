@@ -11,6 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.models.encoders import IdEncoder
+from recsys.models.topk import with_ranks
 
 PURCHASE_EVENTS = ("transaction",)
 
@@ -141,5 +142,4 @@ class InteractionData:
             }
         )
         # Empty slots inside a row would leave gaps in ranks: renumber.
-        frame["rank"] = frame.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
-        return frame
+        return with_ranks(frame, "user_id")

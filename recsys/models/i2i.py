@@ -21,6 +21,7 @@ from pydantic import Field
 from recsys.models.base import ModelConfig, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.similar import covisitation_similar_items
+from recsys.models.topk import top_k_per_key
 
 
 class ItemToItemConfig(ModelConfig):
@@ -63,8 +64,7 @@ def top_k(scored: pd.DataFrame, k: int) -> pd.DataFrame:
     ordered = scored.sort_values(
         ["user_id", "score", "item_id"], ascending=[True, False, True], kind="stable"
     )
-    ordered = ordered.assign(rank=ordered.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1)
-    return ordered[ordered["rank"] <= k].reset_index(drop=True)
+    return top_k_per_key(ordered, "user_id", k)
 
 
 def latest_distinct(items: npt.NDArray[np.int64], n_recent: int) -> npt.NDArray[np.int64]:

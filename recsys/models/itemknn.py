@@ -24,6 +24,7 @@ from pydantic import Field
 from recsys.models.base import RECOMMENDATION_COLUMNS, ModelConfig, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.similar import top_n_per_row
+from recsys.models.topk import with_ranks
 
 # Users scored per sparse product: bounds the users × items score block.
 _USER_BATCH = 20_000
@@ -83,8 +84,7 @@ class ItemKNNModel(Recommender):
         if not frames:
             return pd.DataFrame({c: pd.Series(dtype="int64") for c in RECOMMENDATION_COLUMNS})
         result = pd.concat(frames, ignore_index=True)
-        result["rank"] = result.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
-        return result
+        return with_ranks(result, "user_id")
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         matrix = self.similarity

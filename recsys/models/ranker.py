@@ -31,14 +31,15 @@ import pandas as pd
 from catboost import CatBoostRanker, Pool
 from pydantic import Field, model_validator
 
-from recsys.evaluation.offline import RELEVANT_EVENTS
-from recsys.features.ranking import RankingFeatures
+from recsys.data.schema import RELEVANT_EVENTS
 from recsys.models.als import ALSConfig, ALSModel
-from recsys.models.base import ModelConfig, ModelError, Recommender
+from recsys.models.base import RECOMMENDATION_COLUMNS, ModelConfig, ModelError, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemConfig, ItemToItemModel, recent_items
 from recsys.models.itemknn import ItemKNNConfig, ItemKNNModel
 from recsys.models.popular import PopularConfig, PopularModel
+from recsys.models.ranking_features import RankingFeatures
+from recsys.models.topk import top_k_per_key
 from recsys.storage.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -295,8 +296,7 @@ class TwoStageModel(Recommender):
             built = features.build(self.candidates(batch, data))
             built["score"] = self.ranker.predict(built[self.feature_names]).astype(np.float32)
             ordered = built.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
-            ordered["rank"] = ordered.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
-            parts.append(ordered.loc[ordered["rank"] <= k, ["user_id", "item_id", "score", "rank"]])
+            parts.append(top_k_per_key(ordered, "user_id", k)[RECOMMENDATION_COLUMNS])
         return pd.concat(parts, ignore_index=True)
 
     # -- persistence ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.models.dataset import InteractionData
+from recsys.models.topk import top_k_per_key, with_ranks
 
 SIMILAR_COLUMNS = ["item_id", "similar_item_id", "score", "rank"]
 
@@ -84,8 +85,7 @@ def _frame(
             "score": scores,
         }
     )
-    result["rank"] = result.groupby("item_id", sort=False).cumcount().astype(np.int32) + 1
-    return result
+    return with_ranks(result, "item_id")
 
 
 def merge_similar_items(primary: pd.DataFrame, fallback: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -100,5 +100,4 @@ def merge_similar_items(primary: pd.DataFrame, fallback: pd.DataFrame, n: int) -
     )
     merged = merged.sort_values(["item_id", "_order", "rank"], kind="stable")
     merged = merged.drop_duplicates(["item_id", "similar_item_id"], keep="first")
-    merged["rank"] = merged.groupby("item_id", sort=False).cumcount().astype(np.int32) + 1
-    return merged[merged["rank"] <= n].drop(columns="_order").reset_index(drop=True)
+    return top_k_per_key(merged, "item_id", n).drop(columns="_order")
