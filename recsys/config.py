@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     # Pipeline windows, in days before the run's moment (the DAG's data interval end).
     # Training uses this many days of interactions (None = everything before the moment).
     training_window_days: int | None = Field(None, ge=1)
-    # Users with an event in this many days get personalised tables; others get defaults.
+    # Users with an event in this many days get published lists; other users with history are
+    # answered from their published history by the service (user_histories).
     active_user_days: int = Field(30, ge=1)
     # The last days of the training window that validate a retrained model (quality gate).
     validation_days: int = Field(7, ge=1)

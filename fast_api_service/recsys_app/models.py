@@ -34,7 +34,7 @@ class RecommendedItem(BaseModel):
         description="Score of the source that placed the item (not comparable across sources)"
     )
     source: str = Field(
-        description="What placed it: ranked, als, i2i, online_i2i or default "
+        description="What placed it: ranked, als, i2i, history_i2i, online_i2i or default "
         "(for similar items: covisitation or als)"
     )
 

@@ -19,9 +19,9 @@ import pandas as pd
 from pydantic import Field
 
 from recsys.models.base import ModelConfig, Recommender
-from recsys.models.dataset import InteractionData
+from recsys.models.dataset import PURCHASE_EVENTS, InteractionData
 from recsys.models.similar import covisitation_similar_items
-from recsys.models.topk import top_k_per_key
+from recsys.models.topk import top_k_per_key, with_ranks
 
 
 class ItemToItemConfig(ModelConfig):
@@ -43,6 +43,38 @@ def recent_items(history: pd.DataFrame, n_recent: int) -> pd.DataFrame:
     )
     latest = latest.assign(position=latest.groupby("user_id", sort=False).cumcount())
     return latest.loc[latest["position"] < n_recent, ["user_id", "item_id", "position"]]
+
+
+# What a user's row in the published histories says of its item.
+SEEN, BOUGHT = "seen", "bought"
+
+
+def user_histories(data: InteractionData, n_recent: int) -> pd.DataFrame:
+    """Every user's history as the service scores it at request time.
+
+    Rows ``user_id, item_id, score, rank, relation``: the ``n_recent`` latest distinct items of
+    each user (rank 1 = latest), then the items bought earlier; ``relation`` is ``bought`` for
+    an item the user bought, else ``seen``; ``score`` is the user's summed event weight on the
+    item. The first ``n_recent`` rows of a user are therefore exactly :func:`recent_items`.
+    """
+    frame = data.interactions
+    recent = recent_items(frame, n_recent)
+    pairs = (
+        frame[["user_id", "item_id", "weight"]]
+        .assign(bought=frame["event"].isin(PURCHASE_EVENTS).to_numpy())
+        .groupby(["user_id", "item_id"], sort=False, as_index=False)
+        .agg(score=("weight", "sum"), bought=("bought", "max"))
+    )
+    rows = pairs.merge(recent, on=["user_id", "item_id"], how="left")
+    rows = rows[rows["position"].notna() | rows["bought"]]
+    # Items bought before the recent ones follow them (by item id).
+    rows = rows.assign(position=rows["position"].fillna(n_recent))
+    rows = rows.sort_values(["user_id", "position", "item_id"], kind="stable")
+    rows = with_ranks(rows, "user_id").assign(
+        relation=np.where(rows["bought"].to_numpy(dtype=bool), BOUGHT, SEEN),
+        score=rows["score"].astype(np.float32),
+    )
+    return rows[["user_id", "item_id", "score", "rank", "relation"]].reset_index(drop=True)
 
 
 def score_from_recent_items(

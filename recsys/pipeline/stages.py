@@ -28,7 +28,7 @@ from recsys.evaluation.offline import evaluate, time_split
 from recsys.models.als import ALSModel
 from recsys.models.base import ModelError, Recommender
 from recsys.models.dataset import InteractionData
-from recsys.models.i2i import ItemToItemModel
+from recsys.models.i2i import ItemToItemModel, user_histories
 from recsys.models.popular import PopularModel
 from recsys.models.ranker import TwoStageModel
 from recsys.models.similar import covisitation_similar_items, merge_similar_items
@@ -38,6 +38,7 @@ from recsys.publishing.catalogue import (
     PERSONALIZED_RECOMMENDATIONS,
     RANKED_RECOMMENDATIONS,
     SIMILAR_ITEMS,
+    USER_HISTORIES,
     PublishedTable,
 )
 from recsys.publishing.registry import ModelRegistry, quality_gate
@@ -121,7 +122,11 @@ def prepare_dataset(ctx: RunContext) -> dict[str, Any]:
 def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommender]) -> dict[str, Any]:
     """Train on the window minus the validation days, compare with the model in service on the
     same validation days, and if the candidate is at least as good, retrain it on the whole
-    window and promote it. A worse candidate is not saved: the working model keeps serving."""
+    window and promote it. A worse candidate is not saved: the working model keeps serving.
+
+    The model in service was trained on days that may include the validation days, so judging
+    it as it is would favour it; its configuration is fitted on the candidate's training days
+    instead (skipped when it is the candidate's configuration: the same fit would result)."""
     data = ctx.window
     split = time_split(
         data.interactions.drop(columns=["user_code", "item_code"]), ctx.settings.validation_days
@@ -142,10 +147,16 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
             unreadable = f"the model in service (version {current.version}) cannot be loaded: {exc}"
             logger.warning("%s training: %s", name, unreadable)
         else:
-            current_metrics = evaluate(in_service.recommend(users, train, 10), split).loc["all"].to_dict()
+            if type(in_service) is type(candidate) and in_service.config == candidate.config:
+                current_metrics = metrics
+            else:
+                rival = type(in_service)(in_service.config).fit(train)
+                current_metrics = evaluate(rival.recommend(users, train, 10), split).loc["all"].to_dict()
     promote, reason = quality_gate(metrics, current, GATE_METRIC, current_metrics)
     reason = unreadable or reason
     result: dict[str, Any] = {"promoted": promote, "reason": reason, GATE_METRIC: metrics[GATE_METRIC]}
+    if current_metrics is not None:
+        result[f"current_{GATE_METRIC}"] = current_metrics[GATE_METRIC]
     if promote:
         version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         final = factory().fit(data)
@@ -220,8 +231,13 @@ def prepare_personalized_recommendations(ctx: RunContext) -> dict[str, Any]:
 
 
 def prepare_i2i_recommendations(ctx: RunContext) -> dict[str, Any]:
-    """Neighbours of each active user's recent items."""
-    return _publish_user_recommendations(ctx, I2I_RECOMMENDATIONS, ItemToItemModel().fit(ctx.window))
+    """Neighbours of each active user's recent items, and every user's history, from which the
+    service scores the neighbours of users without a published list at request time."""
+    model = ItemToItemModel().fit(ctx.window)
+    histories = user_histories(ctx.window, model.config.n_recent)
+    ctx.publish(USER_HISTORIES, histories)
+    ctx.summary[USER_HISTORIES.name]["users"] = int(histories["user_id"].nunique())
+    return _publish_user_recommendations(ctx, I2I_RECOMMENDATIONS, model)
 
 
 # -- stage 6 -----------------------------------------------------------------------------------

@@ -33,8 +33,9 @@ class PublishedTable:
         Column definitions of every physical version.
     key : str or None
         Column the lists are keyed by (``user_id``, ``item_id``); ``None`` for one list for all.
-    depth_setting : str
-        The :class:`~recsys.config.Settings` field giving the rows published per key.
+    depth_setting : str or None
+        The :class:`~recsys.config.Settings` field giving the rows published per key; ``None``
+        for a table that is not a list of recommendations (no ``k`` is answered from it).
     item : str
         Column of the recommended item.
     label : str or None
@@ -44,9 +45,14 @@ class PublishedTable:
     name: str
     columns: tuple[sa.Column[Any], ...]
     key: str | None
-    depth_setting: str
+    depth_setting: str | None
     item: str = "item_id"
     label: str | None = None
+
+    @property
+    def recommends(self) -> bool:
+        """Whether the rows are recommendations (which the service filters of unavailable items)."""
+        return self.depth_setting is not None
 
     @property
     def index(self) -> list[str]:
@@ -60,6 +66,8 @@ class PublishedTable:
 
     def depth(self, settings: Settings) -> int:
         """Rows published per key, hence the largest ``k`` that can be answered from the table."""
+        if self.depth_setting is None:
+            raise ValueError(f"{self.name} holds no recommendations: it has no depth")
         depth: int = getattr(settings, self.depth_setting)
         return depth
 
@@ -136,6 +144,21 @@ SIMILAR_ITEMS = PublishedTable(
     label="source",
 )
 
+# Users' latest items and purchases, for the users without published lists: the service scores
+# their neighbours at request time (recsys.models.i2i.user_histories), so every user with
+# history is answered personally without publishing lists for all of them.
+USER_HISTORIES = PublishedTable(
+    name="user_histories",
+    columns=(
+        sa.Column("user_id", sa.BigInteger, nullable=False),
+        *_ranked_item_columns(),
+        sa.Column("relation", sa.String(8), nullable=False),
+    ),
+    key="user_id",
+    depth_setting=None,
+    label="relation",
+)
+
 CATALOGUE: dict[str, PublishedTable] = {
     table.name: table
     for table in (
@@ -144,5 +167,6 @@ CATALOGUE: dict[str, PublishedTable] = {
         PERSONALIZED_RECOMMENDATIONS,
         I2I_RECOMMENDATIONS,
         SIMILAR_ITEMS,
+        USER_HISTORIES,
     )
 }

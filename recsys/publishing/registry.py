@@ -110,12 +110,16 @@ def quality_gate(
 ) -> tuple[bool, str]:
     """Whether the candidate should replace the current model, and why.
 
-    The comparison uses the current model's metric measured on the SAME validation split as the
-    candidate (``current_on_same_split``); without a current model the candidate wins.
+    The comparison uses the current model's configuration fitted on the candidate's training
+    days and measured on the SAME validation days (``current_on_same_split``), so neither was
+    trained on what it is judged on; without a current model the candidate wins.
     """
     if current is None or current_on_same_split is None:
         return True, "no model in service yet"
     new, old = candidate[metric], float(current_on_same_split[metric])
     if new >= old:
-        return True, f"{metric} {new:.5f} >= {old:.5f} of version {current.version}"
-    return False, f"{metric} {new:.5f} < {old:.5f} of version {current.version}: keeping {current.version}"
+        return True, f"{metric} {new:.5f} >= {old:.5f} of version {current.version}'s configuration"
+    return False, (
+        f"{metric} {new:.5f} < {old:.5f} of version {current.version}'s configuration: "
+        f"keeping {current.version}"
+    )

@@ -30,9 +30,9 @@ from recsys.service.events import UserActivity
 from recsys.service.store import Candidates, GroupedLists
 
 ONLINE_I2I = "online_i2i"
+# Neighbours of the published history of a user who has no published list.
+HISTORY_I2I = "history_i2i"
 
-# What users without online events get (immutable, so shared).
-NO_ONLINE_CANDIDATES = Candidates.empty(ONLINE_I2I)
 
 # An item of a list being blended: item id, score, label.
 Entry = tuple[int, float, str]
@@ -47,8 +47,10 @@ class Recommendation(TypedDict):
     source: str
 
 
-def online_i2i(activity: UserActivity, similar: GroupedLists, config: ItemToItemConfig) -> Candidates:
-    """Neighbours of the user's latest online items, best first.
+def online_i2i(
+    activity: UserActivity, similar: GroupedLists, config: ItemToItemConfig, source: str = ONLINE_I2I
+) -> Candidates:
+    """Neighbours of the user's latest items (online events, or the published history), best first.
 
     Parameters
     ----------
@@ -58,14 +60,16 @@ def online_i2i(activity: UserActivity, similar: GroupedLists, config: ItemToItem
         The published similar items, keyed by item.
     config : ItemToItemConfig
         ``n_recent`` and ``recency_half_life``, as in the offline i2i model.
+    source : str
+        Source named in the answer.
     """
     if activity.recent.size == 0:
-        return NO_ONLINE_CANDIDATES
+        return Candidates.empty(source)
     recent = latest_distinct(activity.recent, config.n_recent)
     items, scores = score_one_user(
         recent, [similar.row(item) for item in recent.tolist()], config.recency_half_life
     )
-    return Candidates(ONLINE_I2I, items, scores.astype(np.float32))
+    return Candidates(source, items, scores.astype(np.float32))
 
 
 def _entries(candidates: Candidates) -> Iterator[Entry]:

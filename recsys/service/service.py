@@ -22,22 +22,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from recsys.config import Settings
 from recsys.data.prepare import to_epoch_ms
-from recsys.models.i2i import ItemToItemConfig
+from recsys.models.i2i import BOUGHT, ItemToItemConfig
 from recsys.publishing.catalogue import (
     DEFAULT_RECOMMENDATIONS,
     I2I_RECOMMENDATIONS,
     PERSONALIZED_RECOMMENDATIONS,
     RANKED_RECOMMENDATIONS,
     SIMILAR_ITEMS,
+    USER_HISTORIES,
     PublishedTable,
 )
 from recsys.service.activity import OnlineActivityCache
-from recsys.service.blending import Recommendation, as_recommendations, blend, online_i2i, sources_of
+from recsys.service.blending import (
+    HISTORY_I2I,
+    Recommendation,
+    as_recommendations,
+    blend,
+    online_i2i,
+    sources_of,
+)
 from recsys.service.events import OnlineEvent, OnlineEventsRepository, UserActivity
 from recsys.service.metrics import ServiceMetrics
 from recsys.service.settings import ServiceSettings
@@ -294,12 +303,14 @@ class RecommendationService:
         """
         store = self._ready_store(k, "personalized")
         fallbacks: list[str] = []
-        offline = self._offline_list(store, user_id, fallbacks)
+        history = self._history(store, user_id)
+        offline = self._offline_list(store, user_id, history, fallbacks)
         fallbacks.extend(self._online_fallbacks())
         activity = self.activity.get(user_id)
         neighbours = self._online_candidates(user_id, activity, store)
-        # The store's lists hold available items only; what the user bought online goes here.
-        bought = activity.bought
+        # The store's lists hold available items only, and the published lists nothing bought
+        # before; what the user bought since (online) or before (history) goes here.
+        bought = np.union1d(activity.bought, history.bought)
         offline, default = offline.without(bought), store.default().without(bought)
         items = blend(neighbours, offline, [default], k, self.settings.online_share)
         sources = sources_of(items)
@@ -355,13 +366,29 @@ class RecommendationService:
             return []
         return as_recommendations(found, k)
 
-    def _offline_list(self, store: RecommendationStore, user_id: int, fallbacks: list[str]) -> Candidates:
+    def _history(self, store: RecommendationStore, user_id: int) -> UserActivity:
+        """The user's published history: latest distinct items first, and what they bought."""
+        found = store.lists(USER_HISTORIES).get(user_id, "history")
+        if found is None:
+            return UserActivity.none()
+        items = found.items.astype(np.int64)
+        bought = np.asarray(found.labels, dtype=object) == BOUGHT
+        return UserActivity(items[: self.i2i_config.n_recent], np.sort(items[bought]))
+
+    def _offline_list(
+        self, store: RecommendationStore, user_id: int, history: UserActivity, fallbacks: list[str]
+    ) -> Candidates:
+        """The user's published list, else neighbours of their history, else the popular items
+        (the only case that is a ``cold_user``)."""
         for table, source in OFFLINE_CHAIN:
             found = store.lists(table).get(user_id, source)
             if found is not None:
                 if table is not RANKED_RECOMMENDATIONS:
                     fallbacks.append("no_ranked_recommendations")
                 return found
+        if history.recent.size:
+            fallbacks.append("no_ranked_recommendations")
+            return online_i2i(history, store.lists(SIMILAR_ITEMS), self.i2i_config, HISTORY_I2I)
         fallbacks.append("cold_user")
         return store.default()
 

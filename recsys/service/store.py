@@ -264,9 +264,10 @@ class LoadedTable:
 class RecommendationStore:
     """Every table the service answers from, plus the catalogue's known and unavailable items.
 
-    The lists it answers from (:meth:`lists`, :meth:`default`) are the tables without the items
-    the catalogue marks unavailable, filtered once here rather than on every request (the
-    tables as loaded are kept, so a later catalogue can make an item available again).
+    The lists it answers from (:meth:`lists`, :meth:`default`) are the recommendation tables
+    without the items the catalogue marks unavailable, filtered once here rather than on every
+    request (the tables as loaded are kept, so a later catalogue can make an item available
+    again). Users' histories are kept whole: an unavailable item still says what the user likes.
     """
 
     tables: Mapping[str, LoadedTable]
@@ -277,7 +278,10 @@ class RecommendationStore:
 
     def __post_init__(self) -> None:
         available = {
-            name: table.lists.without_items(self.unavailable_items) for name, table in self.tables.items()
+            name: table.lists.without_items(self.unavailable_items)
+            if CATALOGUE[name].recommends
+            else table.lists
+            for name, table in self.tables.items()
         }
         # Frozen: the derived fields are set once, here.
         object.__setattr__(self, "_available", available)

@@ -47,6 +47,7 @@ PUBLISHED = {
     "i2i_recommendations": ["user_id", "rank"],
     "similar_items": ["item_id", "rank"],
     "ranked_recommendations": ["user_id", "rank"],
+    "user_histories": ["user_id", "rank"],
 }
 PREPARED = {"items": ["item_id"], "interactions": ["user_id", "datetime", "item_id", "event"]}
 TOKEN = "123456:test-token"

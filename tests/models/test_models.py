@@ -8,7 +8,7 @@ import pytest
 
 from recsys.models.als import ALSConfig, ALSModel
 from recsys.models.dataset import InteractionData
-from recsys.models.i2i import ItemToItemModel, recent_items, score_from_recent_items
+from recsys.models.i2i import ItemToItemModel, recent_items, score_from_recent_items, user_histories
 from recsys.models.itemknn import ItemKNNModel
 from recsys.models.popular import PopularConfig, PopularModel
 from recsys.models.ranker import CatBoostConfig, TwoStageConfig, TwoStageModel
@@ -171,6 +171,34 @@ def test_recent_items_are_distinct_and_newest_first() -> None:
         [(1, 5, "view", "2015-06-01"), (1, 6, "view", "2015-06-02"), (1, 5, "view", "2015-06-03")]
     )
     assert recent_items(history, 5)["item_id"].tolist() == [5, 6]
+
+
+def test_user_histories_hold_the_latest_items_then_earlier_purchases() -> None:
+    rows = [
+        (1, 7, "transaction", "2015-06-01 09:00"),
+        (1, 1, "view", "2015-06-01 10:00"),
+        (1, 2, "view", "2015-06-01 10:01"),
+        (1, 1, "addtocart", "2015-06-01 10:02"),
+        (1, 3, "transaction", "2015-06-01 10:03"),
+        (2, 4, "view", "2015-06-01 11:00"),
+    ]
+    data = InteractionData.build(frame(rows), catalogue([1, 2, 3, 4, 7]))
+    histories = user_histories(data, n_recent=3)
+    assert histories.to_dict("list") == {
+        "user_id": [1, 1, 1, 1, 2],
+        # Newest distinct items first (1's latest event is the add-to-cart), then item 7, bought before.
+        "item_id": [3, 1, 2, 7, 4],
+        "score": [8.0, 5.0, 1.0, 8.0, 1.0],
+        "rank": [1, 2, 3, 4, 1],
+        "relation": ["bought", "seen", "seen", "bought", "seen"],
+    }
+    first_rows = histories[histories["rank"] <= 3][["user_id", "item_id"]]
+    pd.testing.assert_frame_equal(
+        first_rows.reset_index(drop=True),
+        recent_items(data.interactions, 3)[["user_id", "item_id"]]
+        .sort_values(["user_id"], kind="stable")
+        .reset_index(drop=True),
+    )
 
 
 def test_i2i_recommends_within_the_cluster(window: InteractionData) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -12,11 +13,16 @@ import pytest
 
 from recsys.config import Settings
 from recsys.data.loader import load_raw_data
-from recsys.models.base import RECOMMENDATION_COLUMNS, ModelError
+from recsys.data.schema import RELEVANT_EVENTS
+from recsys.evaluation.offline import evaluate, time_split
+from recsys.models.als import ALSModel
+from recsys.models.base import RECOMMENDATION_COLUMNS, ModelError, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.popular import PopularModel
+from recsys.models.topk import top_k_per_key
 from recsys.pipeline.stages import (
     ALS_MODEL,
+    GATE_METRIC,
     RunContext,
     _train_with_gate,
     prepare_dataset,
@@ -34,6 +40,33 @@ class EmptyModel(PopularModel):
 
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in RECOMMENDATION_COLUMNS})
+
+
+class Memorizer(PopularModel):
+    """Recommends each user the items they carted or bought in its training data: judged on days
+    it was trained on it looks excellent, on days it has not seen it finds nothing new."""
+
+    kind = "test_memorizer"
+
+    def _fit(self, data: InteractionData) -> None:
+        super()._fit(data)
+        relevant = data.interactions[data.interactions["event"].isin(RELEVANT_EVENTS)]
+        self.pairs = relevant[["user_id", "item_id"]].drop_duplicates()
+
+    def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
+        rows = self.pairs[self.pairs["user_id"].isin(user_ids)].assign(score=1.0)
+        return top_k_per_key(rows, "user_id", k)[RECOMMENDATION_COLUMNS]
+
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        return {
+            **super()._state(),
+            "users": self.pairs["user_id"].to_numpy(),
+            "items": self.pairs["item_id"].to_numpy(),
+        }
+
+    def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
+        super()._restore(state)
+        self.pairs = pd.DataFrame({"user_id": state["users"], "item_id": state["items"]})
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -95,7 +128,7 @@ def test_quality_gate_decisions() -> None:
     assert quality_gate({"ndcg@10": 0.1}, current, "ndcg@10", {"ndcg@10": 0.1})[0] is True
     promote, reason = quality_gate({"ndcg@10": 0.05}, current, "ndcg@10", {"ndcg@10": 0.1})
     assert promote is False
-    assert reason == "ndcg@10 0.05000 < 0.10000 of version v1: keeping v1"
+    assert reason == "ndcg@10 0.05000 < 0.10000 of version v1's configuration: keeping v1"
 
 
 @pytest.mark.slow
@@ -127,4 +160,38 @@ def test_worse_candidate_is_not_promoted_and_the_current_model_keeps_serving(
     assert replaced["reason"].startswith(f"the model in service (version {first['version']}) cannot")
     current = ctx.registry.current(ALS_MODEL)
     assert current is not None and current.version == replaced["version"]
+    ctx.engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_same_moment_rerun_can_promote_a_better_candidate(settings: Settings, tiny_raw_dir: Path) -> None:
+    """The model in service is judged by its configuration fitted on the candidate's training
+    days, not by itself on validation days it was trained on."""
+    ctx = RunContext(settings, datetime.fromisoformat(MOMENT))
+    load_raw_data(ctx.engine, tiny_raw_dir)
+    prepare_dataset(ctx)
+    assert _train_with_gate(ctx, ALS_MODEL, Memorizer)["promoted"] is True
+    data = ctx.window
+    split = time_split(data.interactions.drop(columns=["user_code", "item_code"]), settings.validation_days)
+    train = InteractionData.build(split.train, data.items.reset_index(), now=split.test_start)
+    _, in_service = ctx.registry.load_current(ALS_MODEL)
+
+    def ndcg(model: Recommender) -> float:
+        return float(evaluate(model.recommend(split.test_users, train, 10), split).loc["all", GATE_METRIC])
+
+    refit = ndcg(Memorizer().fit(train))
+    # The trap the gate avoids: the model in service on days it memorised beats any honest model.
+    assert ndcg(in_service) > 10 * max(refit, 0.01)
+
+    better = _train_with_gate(ctx, ALS_MODEL, ALSModel)
+    assert better["current_ndcg@10"] == pytest.approx(refit)
+    assert better["ndcg@10"] > refit
+    assert better["promoted"] is True
+    assert better["reason"].endswith("'s configuration")
+    current = ctx.registry.current(ALS_MODEL)
+    assert current is not None and current.version == better["version"]
+    # The same configuration again: as good as itself, so the newer fit is promoted.
+    again = _train_with_gate(ctx, ALS_MODEL, ALSModel)
+    assert again["promoted"] is True
+    assert again["current_ndcg@10"] == again["ndcg@10"]
     ctx.engine.dispose()

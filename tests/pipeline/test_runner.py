@@ -26,6 +26,7 @@ PUBLISHED = [
     "i2i_recommendations",
     "similar_items",
     "ranked_recommendations",
+    "user_histories",
 ]
 
 

@@ -193,7 +193,8 @@ def publish(engine: Engine, name: str, frame: pd.DataFrame) -> None:
 
 @pytest.fixture
 def small_db(sqlite_engine: Engine) -> Engine:
-    """Users 1 (ranked), 2 (ALS only), 3 (offline i2i only); item 99 unavailable."""
+    """Users 1 (ranked), 2 (ALS only), 3 (offline i2i only), 5 (a history only: saw 10 and the
+    unavailable 99 lately, bought 50 before); item 99 unavailable."""
     frames = {
         "default_recommendations": pd.DataFrame(
             {"item_id": [50, 51, 52, 99], "score": [4.0, 3, 2, 1], "rank": [1, 2, 3, 4]}
@@ -212,6 +213,15 @@ def small_db(sqlite_engine: Engine) -> Engine:
                 "score": [0.5, 0.4],
                 "rank": [1, 2],
                 "source": ["covisitation"] * 2,
+            }
+        ),
+        "user_histories": pd.DataFrame(
+            {
+                "user_id": [5, 5, 5],
+                "item_id": [10, 99, 50],
+                "score": [1.0, 1, 8],
+                "rank": [1, 2, 3],
+                "relation": ["seen", "seen", "bought"],
             }
         ),
     }
@@ -248,6 +258,13 @@ def core(small_db: Engine) -> RecommendationService:
         (2, [20, 50, 51], ["als", "default"], ["no_ranked_recommendations", "filled_with_default"]),
         (3, [30, 50, 51], ["i2i", "default"], ["no_ranked_recommendations", "filled_with_default"]),
         (4, [50, 51, 52], ["default"], ["cold_user"]),
+        # Neighbours of the history, then popular items but the one bought before.
+        (
+            5,
+            [40, 41, 51, 52],
+            ["history_i2i", "default"],
+            ["no_ranked_recommendations", "filled_with_default"],
+        ),
     ],
 )
 def test_offline_chain_and_fallbacks(
@@ -442,3 +459,22 @@ def test_metrics_registry_has_every_series_from_the_start() -> None:
     ):
         assert series in text
     assert 0 < memory_limit_bytes() <= 2**50
+
+
+def test_every_user_with_history_is_answered_personally(sqlite_copy: str) -> None:
+    """The tiny twin through the pipeline: users outside the active days, without published
+    lists, are answered from their history; only users without history are cold."""
+    settings = ServiceSettings(_env_file=None, database_url=sqlite_copy)
+    engine = create_db_engine(sqlite_copy)
+    service = RecommendationService(settings, engine=engine)
+    service.start()
+    users = read_interactions(engine)["user_id"].unique()
+    ranked = service.store.lists(CATALOGUE["ranked_recommendations"])
+    without_list = [int(user) for user in users if int(user) not in ranked]
+    assert without_list, "the twin should have users outside the active days"
+    answers = [service.personalized(int(user), 10) for user in users]
+    assert not [a for a in answers if "cold_user" in a.fallbacks]
+    from_history = [service.personalized(user, 10) for user in without_list]
+    assert sum("history_i2i" in answer.sources for answer in from_history) > len(from_history) / 2
+    assert service.personalized(int(users.max()) + 1, 10).fallbacks == ["cold_user"]
+    engine.dispose()
