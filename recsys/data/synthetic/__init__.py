@@ -35,23 +35,37 @@ The package follows the generator's steps: :mod:`.scales` (sizes), :mod:`.tree`,
 :mod:`.items`, :mod:`.samplers`, :mod:`.events`, :mod:`.properties`, :mod:`.writing`, tied
 together by :mod:`.generator`; :mod:`.measuring` measures any folder of files;
 :mod:`.constants` holds the facts of the real data and the calibrated behaviour model.
+Besides the twin, :data:`SHAPES` holds other shops in the same format (``dense``, ``sparse``)
+and any size can be grown or shrunk by a factor (:func:`resolve_shape`).
 """
 
 from recsys.data.synthetic.constants import END_MS, N_PROPERTIES, SNAPSHOT_TIMESTAMPS_MS, START_MS
 from recsys.data.synthetic.generator import generate_twin
 from recsys.data.synthetic.measuring import measure_raw_statistics
-from recsys.data.synthetic.scales import FULL, SCALES, TwinScale, TwinSummary, resolve_scale
+from recsys.data.synthetic.scales import (
+    FULL,
+    SCALES,
+    SHAPES,
+    Behaviour,
+    TwinScale,
+    TwinSummary,
+    resolve_scale,
+    resolve_shape,
+)
 
 __all__ = [
     "END_MS",
     "FULL",
     "N_PROPERTIES",
     "SCALES",
+    "SHAPES",
     "SNAPSHOT_TIMESTAMPS_MS",
     "START_MS",
+    "Behaviour",
     "TwinScale",
     "TwinSummary",
     "generate_twin",
     "measure_raw_statistics",
     "resolve_scale",
+    "resolve_shape",
 ]

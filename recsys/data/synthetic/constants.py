@@ -37,20 +37,16 @@ NO_PROPERTY_BIAS = 1.3  # ... picked with weight events ** bias: they carry ~9 %
 PRICE_STEP = 120  # real prices ("n15360.000", "n5400.000", ...) are multiples of 120
 
 # --------------------------------------------------------------------------------------
-# Behaviour model (calibrated against the real statistics, see docs/synthetic_twin.md)
+# Behaviour model (calibrated against the real statistics, see docs/synthetic_twin.md); the
+# parts a shop shape changes are in scales.Behaviour.
 # --------------------------------------------------------------------------------------
-P_SINGLE_EVENT = 0.725  # regular visitors with a single browse event
-TAIL_ALPHA = 1.45  # Lomax tail of the events of the other visitors
-P_NEW_SESSION = 0.30
 P_NEW_SESSION_BOT = 0.02
 P_FOCUS_FAVOURITE = 0.8  # a session focuses on a favourite category
 P_IN_FOCUS = 0.85  # a view stays in the session's category
 P_IN_FOCUS_BOT = 0.2
-P_LONG_TAIL = 0.15  # share of the other views drawn uniformly among items on sale
 P_REVIEW = 0.23  # a view repeats the item seen just before
 P_REVIEW_NEW_SESSION = 0.45  # ... at the start of a later session
 PRICE_FIT_WIDTH = 0.9  # how strictly visitors keep to their price level (z units)
-POPULARITY_SIGMA = 2.05  # log-normal spread of the base popularity of items
 TREND_SIGMA = 0.9  # log-popularity drift from the first to the last week
 NEW_ITEM_SHARE = 0.15
 DYING_ITEM_SHARE = 0.045

@@ -15,17 +15,13 @@ from recsys.data.synthetic.constants import (
     P_FOCUS_FAVOURITE,
     P_IN_FOCUS,
     P_IN_FOCUS_BOT,
-    P_LONG_TAIL,
-    P_NEW_SESSION,
     P_NEW_SESSION_BOT,
     P_REVIEW,
     P_REVIEW_NEW_SESSION,
-    P_SINGLE_EVENT,
     P_TX_FROM_SESSION,
     P_TX_WITH_CART,
     PRICE_FIT_WIDTH,
     START_MS,
-    TAIL_ALPHA,
     WEEK_MS,
 )
 from recsys.data.synthetic.items import Items
@@ -38,7 +34,7 @@ from recsys.data.synthetic.sampling import (
     sample,
     sample_without_replacement,
 )
-from recsys.data.synthetic.scales import TwinScale
+from recsys.data.synthetic.scales import Behaviour, TwinScale
 from recsys.data.synthetic.tree import Tree, siblings
 
 
@@ -131,7 +127,7 @@ def simulate_events(
     n_abandoned = unique_carts - int(with_cart.sum())
 
     visitors = _build_visitors(rng, scale, n_browse, tree, category_popularity)
-    browse = _browse(rng, visitors, items, samplers, category_popularity)
+    browse = _browse(rng, visitors, items, samplers, category_popularity, scale.behaviour)
     carts = _abandoned_carts(rng, visitors, browse, items, n_abandoned)
     purchases = _purchases(
         rng, scale, visitors, browse, items, samplers, (with_cart, from_session, with_view), unique_purchases
@@ -173,7 +169,7 @@ def _build_visitors(
         np.int64
     )
     regular = _regular_counts(
-        rng, scale.n_visitors - n_bots, n_browse - int(bots.sum()), scale.max_visitor_events
+        rng, scale.n_visitors - n_bots, n_browse - int(bots.sum()), scale.max_visitor_events, scale.behaviour
     )
     browse = np.concatenate([regular, bots])
     is_bot = np.arange(len(browse)) >= len(regular)
@@ -195,12 +191,14 @@ def _build_visitors(
     )
 
 
-def _regular_counts(rng: np.random.Generator, n: int, budget: int, max_events: int) -> Ints:
+def _regular_counts(
+    rng: np.random.Generator, n: int, budget: int, max_events: int, behaviour: Behaviour
+) -> Ints:
     """Browse views of regular visitors: most have one, the rest a Lomax tail; sum == budget."""
     if budget < n:
         raise ValueError(f"{budget} views cannot cover {n} visitors")
-    single = rng.random(n) < P_SINGLE_EVENT
-    tail = rng.pareto(TAIL_ALPHA, n)
+    single = rng.random(n) < behaviour.p_single_event
+    tail = rng.pareto(behaviour.tail_alpha, n)
     cap = max(10, max_events // 2)
 
     def counts(scale: float) -> Ints:
@@ -229,9 +227,10 @@ def _browse(
     items: Items,
     samplers: list[WeekSampler],
     category_popularity: Floats,
+    behaviour: Behaviour,
 ) -> _Browse:
     """Sessions, times and viewed items of all browse views."""
-    visitor, time_ms, new_session = _session_times(rng, visitors)
+    visitor, time_ms, new_session = _session_times(rng, visitors, behaviour)
     n = len(visitor)
     session = np.cumsum(new_session) - 1
     session_first = np.flatnonzero(new_session)
@@ -251,7 +250,7 @@ def _browse(
     u = rng.random(n)
     in_focus_share = np.where(visitors.is_bot[visitor], P_IN_FOCUS_BOT, P_IN_FOCUS)
     in_focus = u < in_focus_share
-    long_tail = ~in_focus & (u < in_focus_share + (1.0 - in_focus_share) * P_LONG_TAIL)
+    long_tail = ~in_focus & (u < in_focus_share + (1.0 - in_focus_share) * behaviour.p_long_tail)
     item = np.zeros(n, dtype=np.int64)
     for k in range(N_WEEKS):
         todo = ~review & (week == k)
@@ -277,7 +276,9 @@ def _browse(
     )
 
 
-def _session_times(rng: np.random.Generator, visitors: _Visitors) -> tuple[Ints, Ints, Bools]:
+def _session_times(
+    rng: np.random.Generator, visitors: _Visitors, behaviour: Behaviour
+) -> tuple[Ints, Ints, Bools]:
     """Visitor, time and session start of each browse view, sorted by visitor and time."""
     counts = visitors.browse
     n_visitors, n = len(counts), int(counts.sum())
@@ -285,13 +286,17 @@ def _session_times(rng: np.random.Generator, visitors: _Visitors) -> tuple[Ints,
     first = np.cumsum(counts) - counts
     position = np.arange(n) - first[visitor]
     bot = visitors.is_bot[visitor]
-    new_session = (position == 0) | (rng.random(n) < np.where(bot, P_NEW_SESSION_BOT, P_NEW_SESSION))
+    new_session = (position == 0) | (
+        rng.random(n) < np.where(bot, P_NEW_SESSION_BOT, behaviour.p_new_session)
+    )
     within = np.where(
         bot,
         np.clip(lognormal_ms(rng, 6_000, 0.7, n), 500, 300_000),
         np.clip(lognormal_ms(rng, 40_000, 1.0, n), 1_000, 1_500_000),
     )
-    mean_gap = lognormal_ms(rng, 2.5 * DAY_MS, 1.2, n_visitors)
+    mean_gap = lognormal_ms(
+        rng, behaviour.return_gap_median_days * DAY_MS, behaviour.return_gap_sigma, n_visitors
+    )
     between = rng.exponential(1.0, n) * mean_gap[visitor] + 30 * 60_000
     gap = np.where(position == 0, 0.0, np.where(new_session, between, within))
     offset = np.cumsum(gap)

@@ -24,6 +24,9 @@ from recsys.data.schema import (
 from recsys.data.synthetic.constants import DAY_MS
 from recsys.data.synthetic.sampling import Ints
 
+# A pause longer than this between two events of a visitor counts as a return (the session gap).
+RETURN_GAP_MS = 30 * 60_000
+
 
 @dataclass(frozen=True)
 class _EventTable:
@@ -72,6 +75,7 @@ def measure_raw_statistics(raw_dir: Path) -> dict[str, float]:
     stats |= _property_statistics(scan, events)
     stats |= _tree_statistics(tree, scan)
     stats |= _structure_statistics(events, scan)
+    stats |= _shape_statistics(events)
     return stats
 
 
@@ -232,6 +236,33 @@ def _tree_statistics(tree: pd.DataFrame, scan: _PropertyScan) -> dict[str, float
 def _latest_values(scan: _PropertyScan, name: str) -> pd.Series:
     rows = scan.tracked[scan.tracked["property"] == name].sort_values(["itemid", "timestamp"], kind="stable")
     return rows.groupby("itemid")["value"].last()
+
+
+def _shape_statistics(events: _EventTable) -> dict[str, float]:
+    """What tells shops apart: density and how visitors come back.
+
+    A return is a gap of more than :data:`RETURN_GAP_MS` between two events of a visitor.
+    """
+    _, per_visitor = np.unique(events.visitor, return_counts=True)
+    n_items = len(np.unique(events.item))
+    order = np.lexsort((events.time, events.visitor))
+    visitor, time_ms = events.visitor[order], events.time[order]
+    same_visitor = visitor[1:] == visitor[:-1]
+    gaps = np.where(same_visitor, np.diff(time_ms), 0)
+    returns = gaps[gaps > RETURN_GAP_MS]
+    # Longest absence of each visitor with at least five events.
+    starts = np.flatnonzero(np.concatenate([[True], ~same_visitor]))
+    longest = np.maximum.reduceat(np.append(gaps, 0), starts)
+    heavy = per_visitor >= 5
+    return {
+        "density": len(events.time) / (len(per_visitor) * n_items),
+        "returns_per_visitor": len(returns) / len(per_visitor),
+        "return_gap_days_median": float(np.median(returns)) / DAY_MS if returns.size else 0.0,
+        "return_gaps_over_14_days_share": float(np.mean(returns > 14 * DAY_MS)) if returns.size else 0.0,
+        "absent_30_days_share_of_heavy_visitors": float(np.mean(longest[heavy] > 30 * DAY_MS))
+        if heavy.any()
+        else 0.0,
+    }
 
 
 def _structure_statistics(events: _EventTable, scan: _PropertyScan) -> dict[str, float]:

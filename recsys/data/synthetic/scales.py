@@ -1,11 +1,51 @@
-"""The sizes of a twin (:class:`TwinScale`) and the named scales."""
+"""The sizes and behaviour of a generated shop: the twin's scales and the other shop shapes.
+
+A :class:`TwinScale` holds the sizes of every file and the :class:`Behaviour` of its visitors.
+The twin's scales (``tiny``, ``small``, ``full``) keep the ratios and behaviour of the real
+RetailRocket data; the shapes in :data:`SHAPES` are other shops in the same file format, so
+that quality claims can be checked on more than one kind of data: ``dense`` (a small catalogue,
+a few hundred loyal visitors with many events each, many add-to-carts, returns after weeks)
+and ``sparse`` (a large long-tail catalogue, few events per visitor). Any of them can be grown
+or shrunk by a factor (:meth:`TwinScale.times`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recsys.data.synthetic.constants import REAL_ITEMS_WITH_PROPERTIES, REAL_PROPERTY_ROWS
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """The parts of the visitors' behaviour a shop shape changes (the defaults are the twin's).
+
+    Attributes
+    ----------
+    p_single_event : float
+        Share of the regular visitors with a single browse event.
+    tail_alpha : float
+        Lomax shape of the browse events of the other visitors (larger: less spread).
+    p_new_session : float
+        Chance that a regular visitor's next view starts a new session.
+    return_gap_median_days, return_gap_sigma : float
+        Log-normal median and spread, over visitors, of the mean time before a return.
+    p_long_tail : float
+        Share of the views outside the session's category drawn uniformly among items on sale.
+    popularity_sigma : float
+        Log-normal spread of the items' base popularity (smaller: a flatter catalogue).
+    """
+
+    p_single_event: float = 0.725
+    tail_alpha: float = 1.45
+    p_new_session: float = 0.30
+    return_gap_median_days: float = 2.5
+    return_gap_sigma: float = 1.2
+    p_long_tail: float = 0.15
+    popularity_sigma: float = 2.05
 
 
 @dataclass(frozen=True)
@@ -38,6 +78,8 @@ class TwinScale:
         Heavy visitors with hundreds to thousands of events.
     max_visitor_events : int
         Views of the heaviest bot.
+    behaviour : Behaviour
+        How visitors behave; the twin's by default.
     """
 
     name: str
@@ -55,6 +97,7 @@ class TwinScale:
     n_missing_categories: int
     n_bots: int
     max_visitor_events: int
+    behaviour: Behaviour = Behaviour()
 
     def __post_init__(self) -> None:
         problems = []
@@ -85,6 +128,37 @@ class TwinScale:
     def n_events(self) -> int:
         """Rows of ``events.csv``."""
         return self.n_views + self.n_addtocart + self.n_transaction_rows
+
+    def times(self, factor: float) -> TwinScale:
+        """The same shop ``factor`` times as large: every count but the category tree scales.
+
+        Parameters
+        ----------
+        factor : float
+            Growth factor, e.g. 0.5, 1 or 2; 1 returns the scale itself.
+        """
+        if factor <= 0:
+            raise ValueError(f"the scale factor must be positive, got {factor}")
+        if factor == 1:
+            return self
+
+        def grown(value: int) -> int:
+            return max(1, round(value * factor))
+
+        counts = (
+            "n_views",
+            "n_addtocart",
+            "n_transaction_rows",
+            "n_transactions",
+            "n_buyers",
+            "n_visitors",
+            "n_duplicate_events",
+            "n_items_with_properties",
+            "n_property_rows",
+            "n_bots",
+        )
+        changes: dict[str, Any] = {name: grown(getattr(self, name)) for name in counts}
+        return dataclasses.replace(self, name=f"{self.name}x{factor:g}", **changes)
 
     @classmethod
     def scaled(
@@ -161,6 +235,81 @@ SCALES: dict[str, TwinScale] = {
     "small": TwinScale.scaled("small", 0.05, n_categories=200, n_category_roots=8, n_missing_categories=5),
     "full": FULL,
 }
+
+
+DENSE = TwinScale(
+    name="dense",
+    # ~750 visitors with ~190 events each; a third of the events are add-to-carts.
+    n_views=86_500,
+    n_addtocart=47_500,
+    n_transaction_rows=8_500,
+    n_transactions=6_000,
+    n_buyers=420,
+    n_visitors=750,
+    n_duplicate_events=20,
+    n_items_with_properties=1_600,
+    n_property_rows=80_000,
+    n_categories=60,
+    n_category_roots=4,
+    n_missing_categories=2,
+    n_bots=1,
+    max_visitor_events=1_500,
+    behaviour=Behaviour(
+        p_single_event=0.0,
+        tail_alpha=5.0,
+        p_new_session=0.04,
+        return_gap_median_days=14.0,
+        return_gap_sigma=0.5,
+        popularity_sigma=1.5,
+    ),
+)
+
+SPARSE = TwinScale(
+    name="sparse",
+    # A catalogue three times the small twin's, browsed thinly: ~1.6 events per visitor.
+    n_views=92_000,
+    n_addtocart=2_600,
+    n_transaction_rows=850,
+    n_transactions=700,
+    n_buyers=600,
+    n_visitors=60_000,
+    n_duplicate_events=10,
+    n_items_with_properties=60_000,
+    n_property_rows=2_700_000,
+    n_categories=400,
+    n_category_roots=12,
+    n_missing_categories=5,
+    n_bots=2,
+    max_visitor_events=300,
+    behaviour=Behaviour(p_single_event=0.85, tail_alpha=2.2, p_long_tail=0.5, popularity_sigma=1.2),
+)
+
+# Shop shapes beside the twin, each with one base size (grow or shrink it with ``times``).
+SHAPES: dict[str, TwinScale] = {"dense": DENSE, "sparse": SPARSE}
+TWIN_SHAPE = "twin"
+
+
+def resolve_shape(shape: str, scale: str | None = None, factor: float = 1.0) -> TwinScale:
+    """The :class:`TwinScale` of a shape (``twin``, ``dense``, ``sparse``) grown by ``factor``.
+
+    Parameters
+    ----------
+    shape : str
+        ``twin`` or a name of :data:`SHAPES`.
+    scale : str, optional
+        The twin's scale (default ``small``); the other shapes have one size and refuse it.
+    factor : float
+        Growth factor applied to the chosen sizes, see :meth:`TwinScale.times`.
+    """
+    if shape == TWIN_SHAPE:
+        return resolve_scale(scale or "small").times(factor)
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shop shape {shape!r}; expected one of {', '.join([TWIN_SHAPE, *SHAPES])}")
+    if scale is not None:
+        raise ValueError(
+            f"shape {shape!r} has one size; grow or shrink it with a scale factor, not {scale!r}"
+        )
+    return SHAPES[shape].times(factor)
 
 
 @dataclass(frozen=True)
