@@ -32,16 +32,32 @@ def _fail(message: str) -> typer.Exit:
 
 @data_app.command("generate")
 def generate(
-    scale: Annotated[str, typer.Option(help="tiny, small or full.")] = "small",
+    scale: Annotated[
+        str | None, typer.Option(help="Size of the twin: tiny, small or full [default: small].")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder [default: the raw data folder].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 42,
+    shape: Annotated[
+        str,
+        typer.Option(
+            help="Shop shape: twin (RetailRocket's), dense (small catalogue, loyal visitors) "
+            "or sparse (large long-tail catalogue); dense and sparse have one size."
+        ),
+    ] = "twin",
+    scale_factor: Annotated[
+        float, typer.Option(help="Grow or shrink the chosen size, e.g. 0.5 or 2 (the tree keeps its size).")
+    ] = 1.0,
 ) -> None:
-    """Write the synthetic twin of the RetailRocket files."""
-    from recsys.data.synthetic import generate_twin
+    """Write a synthetic shop in the RetailRocket format: the twin, or another shape."""
+    from recsys.data.synthetic import generate_twin, resolve_shape
 
+    try:
+        spec = resolve_shape(shape, scale, scale_factor)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     target = out or get_settings().raw_dir
-    console.print(f"Generating the [bold]{scale}[/] synthetic twin (seed {seed}) into {target}")
-    summary = generate_twin(target, scale=scale, seed=seed, progress=lambda msg: console.print(f"  {msg}"))
+    console.print(f"Generating the [bold]{spec.name}[/] synthetic shop (seed {seed}) into {target}")
+    summary = generate_twin(target, scale=spec, seed=seed, progress=lambda msg: console.print(f"  {msg}"))
     console.print(f"Done: {summary}")
 
 

@@ -1,8 +1,12 @@
-"""The error raised for raw input that cannot be loaded, naming file, line and field."""
+"""Errors for data that cannot be used: raw files (file, line, field) and tables (table, rows)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+# How many offending rows a table error quotes.
+_QUOTED_ROWS = 10
 
 
 class RawDataError(ValueError):
@@ -31,3 +35,29 @@ class RawDataError(ValueError):
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {problem}")
+
+
+class TableDataError(ValueError):
+    """A database table whose content breaks a rule a stage relies on.
+
+    Raised instead of whatever a library would throw on such data; the message names the
+    table and quotes the offending rows (missing values as NULL), e.g.
+    ``table 'category_tree': categoryid 1016 has 2 different parents; rows:
+    (categoryid=1016, parentid=NULL), (categoryid=1016, parentid=213)``.
+    """
+
+    def __init__(self, table: str, problem: str, rows: Sequence[Mapping[str, object]] = ()) -> None:
+        self.table = table
+        self.problem = problem
+        self.rows = list(rows)
+        message = f"table {table!r}: {problem}"
+        if self.rows:
+            quoted = ", ".join(_quote_row(row) for row in self.rows[:_QUOTED_ROWS])
+            more = len(self.rows) - _QUOTED_ROWS
+            message += f"; rows: {quoted}" + (f" and {more} more" if more > 0 else "")
+        super().__init__(message)
+
+
+def _quote_row(row: Mapping[str, object]) -> str:
+    fields = ", ".join(f"{name}={'NULL' if value is None else value}" for name, value in row.items())
+    return f"({fields})"

@@ -4,7 +4,9 @@ All tables are replaced in ONE transaction: a load that fails anywhere (a bad li
 last file, the database going away) leaves the database exactly as it was, and running a
 load twice gives the same tables.
 
-Exact duplicate rows (the real ``events.csv`` has about 460) are dropped and reported. They
+Exact duplicate rows (the real ``events.csv`` has about 460) are dropped and reported. A
+hierarchy (the category tree) is checked whole once read: an id listed with different parents
+or a cycle is refused with the lines involved, before anything is committed. They
 are found without keeping the rows in memory: each row gets a 64-bit key over its compact
 columns while streaming; rows whose keys collide are re-read and compared on every column,
 so only true duplicates are dropped.
@@ -26,8 +28,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from recsys.data import sources
 from recsys.data.errors import RawDataError
-from recsys.data.schema import RAW_TABLES, ColumnKind, RawTable
-from recsys.data.validation import check_header, parse_block, validate_block
+from recsys.data.hierarchy import NO_PARENT
+from recsys.data.schema import RAW_TABLES, ColumnKind, Hierarchy, RawTable
+from recsys.data.validation import check_header, check_hierarchy, parse_block, validate_block
 from recsys.data.writers import open_writer, typed_block
 from recsys.storage.database import replace_table
 
@@ -123,10 +126,13 @@ def _load_table(
     sa_table = table.sa_table()
     replace_table(conn, sa_table)
     keys: list[np.ndarray] = []
+    links: list[pd.DataFrame] = []
     writer = open_writer(conn, table)
     try:
         for block in _iter_blocks(table, files, progress, block_size):
             keys.append(duplicate_candidate_keys(block.parsed, table))
+            if table.hierarchy is not None:
+                links.append(_hierarchy_links(block, table.hierarchy, files.index(block.file)))
             writer.write(block.raw, block.parsed)
             report.rows_read += block.parsed.num_rows
     except BaseException:
@@ -135,6 +141,16 @@ def _load_table(
     writer.finish()
     if report.rows_read == 0:
         raise RawDataError(files[0].path, "no data rows after the header")
+    if table.hierarchy is not None:
+        rows = pd.concat(links, ignore_index=True)
+        check_hierarchy(
+            table.hierarchy,
+            rows["id"].to_numpy(),
+            rows["parent"].to_numpy(),
+            [raw.path for raw in files],
+            rows["file"].to_numpy(),
+            rows["line"].to_numpy(),
+        )
     candidates = _colliding_rows(np.concatenate(keys))
     if candidates.size:
         _drop_duplicates(conn, sa_table, table, files, candidates, report, block_size)
@@ -164,6 +180,24 @@ def _iter_blocks(
                 done += len(chunk)
                 if progress is not None:
                     progress(table.name, raw.name, line - 2, done, total)
+
+
+def _hierarchy_links(block: _Block, hierarchy: Hierarchy, file_index: int) -> pd.DataFrame:
+    """Id, parent (``NO_PARENT`` for roots), file and line of every row of a block."""
+    rows = block.parsed.num_rows
+    parents = pc.if_else(
+        pc.equal(block.parsed.column(hierarchy.parent_column), ""),
+        str(NO_PARENT),
+        block.parsed.column(hierarchy.parent_column),
+    )
+    return pd.DataFrame(
+        {
+            "id": pc.cast(block.parsed.column(hierarchy.id_column), pa.int64()).to_numpy(),
+            "parent": pc.cast(parents, pa.int64()).to_numpy(),
+            "file": np.full(rows, file_index, dtype=np.int64),
+            "line": block.first_line + np.arange(rows, dtype=np.int64),
+        }
+    )
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:

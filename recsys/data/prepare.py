@@ -30,7 +30,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from recsys.config import EventWeights
-from recsys.data.schema import AVAILABLE_PROPERTY, CATEGORY_PROPERTY, EVENT_TYPES, PRICE_PROPERTY
+from recsys.data.errors import TableDataError
+from recsys.data.hierarchy import NO_PARENT, ancestry, conflicting_rows, describe_cycle
+from recsys.data.schema import (
+    AVAILABLE_PROPERTY,
+    CATEGORY_PROPERTY,
+    CATEGORY_TREE,
+    EVENT_TYPES,
+    PRICE_PROPERTY,
+)
 from recsys.storage.database import bulk_insert, replace_table
 
 METADATA = sa.MetaData()
@@ -68,9 +76,6 @@ INTERACTIONS = sa.Table(
 # Events the service records online (recsys.service.events); preparation adds them to the raw
 # events, so the next pipeline run learns from them.
 ONLINE_EVENTS_TABLE = "online_events"
-
-# Longest parent chain followed before the tree is declared cyclic (the real tree has depth 6).
-_MAX_TREE_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -245,40 +250,59 @@ def category_ancestry(tree: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     tree : DataFrame
-        Columns ``categoryid`` and ``parentid`` (missing for roots).
+        Columns ``categoryid`` and ``parentid`` (missing for roots), as in the raw table; rows
+        repeating a category with the same parent count once.
 
     Raises
     ------
-    ValueError
-        If following parents does not end at a root (a cycle in the tree).
+    TableDataError
+        If a category is listed with different parents, or following parents does not end
+        at a root (a cycle); the tree may have been written by something other than the loader.
     """
-    parent = tree.set_index("categoryid")["parentid"].astype("Int64")
-    # A parent the tree does not list is taken as a root (ancestry stops there).
-    known = parent.where(parent.isin(parent.index))
-    ids = parent.index.to_numpy()
-    position = pd.Series(np.arange(len(ids)), index=ids)
-    parent_pos = known.map(position).to_numpy(dtype=float, na_value=np.nan)
-    has_parent = ~np.isnan(parent_pos)
-    step = np.where(has_parent, np.nan_to_num(parent_pos, nan=0).astype(np.int64), np.arange(len(ids)))
-    root = np.arange(len(ids))
-    depth = np.ones(len(ids), dtype=np.int64)
-    for _ in range(_MAX_TREE_DEPTH):
-        moving = step[root] != root
-        if not moving.any():
-            break
-        depth += moving
-        root = np.where(moving, step[root], root)
-    else:
-        cyclic = ids[step[root] != root][:10].tolist()
-        raise ValueError(f"category_tree has a cycle through categories {cyclic}")
+    hierarchy = CATEGORY_TREE.hierarchy
+    assert hierarchy is not None
+    id_name, parent_name = hierarchy.id_column, hierarchy.parent_column
+    links = tree[[id_name, parent_name]].drop_duplicates().reset_index(drop=True)
+    if links[id_name].isna().any():
+        raise TableDataError(
+            CATEGORY_TREE.name, f"rows without a {id_name}", _quoted(links[links[id_name].isna()])
+        )
+    ids = links[id_name].to_numpy(dtype=np.int64)
+    parents = links[parent_name].astype("Int64").fillna(NO_PARENT).to_numpy(dtype=np.int64)
+    conflicts = conflicting_rows(ids, parents)
+    if conflicts.size:
+        first_id = ids[conflicts[0]]
+        rows = links.iloc[conflicts[ids[conflicts] == first_id]]
+        raise TableDataError(
+            CATEGORY_TREE.name,
+            f"{id_name} {first_id} has {len(rows)} different parents (each {id_name} needs exactly "
+            f"one {parent_name}; {hierarchy.plural} with several: {len(np.unique(ids[conflicts]))})",
+            _quoted(rows),
+        )
+    walked = ancestry(ids, parents)
+    if walked.cycle.size:
+        raise TableDataError(
+            CATEGORY_TREE.name,
+            f"{hierarchy.plural} {describe_cycle(ids, walked.cycle)} form a cycle: "
+            f"following {parent_name} never reaches a root",
+            _quoted(links.iloc[walked.cycle]),
+        )
     return pd.DataFrame(
         {
-            "parent_category_id": parent.to_numpy(),
-            "root_category_id": ids[root],
-            "depth": depth,
+            "parent_category_id": links[parent_name].astype("Int64").to_numpy(),
+            "root_category_id": ids[walked.root],
+            "depth": walked.depth,
         },
         index=pd.Index(ids, name="category_id"),
     )
+
+
+def _quoted(rows: pd.DataFrame) -> list[dict[str, object]]:
+    """Rows as plain dicts for an error message, missing values as None."""
+    return [
+        {name: None if pd.isna(value) else int(value) for name, value in row.items()}
+        for row in rows.astype(object).to_dict("records")
+    ]
 
 
 def event_source(conn: Connection) -> str:

@@ -47,6 +47,17 @@ class RawColumn:
     # Free text may be empty and is left out of the cheap duplicate-candidate key
     # (candidates are compared on every column afterwards).
     free_text: bool = False
+    # A Unix time in milliseconds, checked to be a plausible date.
+    epoch_ms: bool = False
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Rows that link an id to its parent id (empty for roots): each id once, no cycles."""
+
+    id_column: str
+    parent_column: str
+    plural: str  # what the ids are, for messages ("categories 5 → 7 → 5 form a cycle")
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class RawTable:
     name: str
     files: tuple[str, ...]
     columns: tuple[RawColumn, ...]
+    hierarchy: Hierarchy | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -76,7 +88,7 @@ EVENTS = RawTable(
     name="events",
     files=("events.csv",),
     columns=(
-        RawColumn("timestamp", ColumnKind.INTEGER),
+        RawColumn("timestamp", ColumnKind.INTEGER, epoch_ms=True),
         RawColumn("visitorid", ColumnKind.INTEGER),
         RawColumn("event", ColumnKind.TEXT, allowed=EVENT_TYPES),
         RawColumn("itemid", ColumnKind.INTEGER),
@@ -88,7 +100,7 @@ ITEM_PROPERTIES = RawTable(
     name="item_properties",
     files=("item_properties_part1.csv", "item_properties_part2.csv"),
     columns=(
-        RawColumn("timestamp", ColumnKind.INTEGER),
+        RawColumn("timestamp", ColumnKind.INTEGER, epoch_ms=True),
         RawColumn("itemid", ColumnKind.INTEGER),
         RawColumn("property", ColumnKind.TEXT),
         RawColumn("value", ColumnKind.TEXT, free_text=True),
@@ -102,6 +114,7 @@ CATEGORY_TREE = RawTable(
         RawColumn("categoryid", ColumnKind.INTEGER),
         RawColumn("parentid", ColumnKind.INTEGER, nullable=True),
     ),
+    hierarchy=Hierarchy(id_column="categoryid", parent_column="parentid", plural="categories"),
 )
 
 RAW_TABLES: tuple[RawTable, ...] = (CATEGORY_TREE, ITEM_PROPERTIES, EVENTS)

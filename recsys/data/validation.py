@@ -9,21 +9,29 @@ happens on the way to an error.
 from __future__ import annotations
 
 import csv
+import time
 from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from recsys.data.errors import RawDataError
-from recsys.data.schema import ColumnKind, RawColumn, RawTable
+from recsys.data.hierarchy import NO_PARENT, Ints, ancestry, conflicting_rows, describe_cycle
+from recsys.data.schema import ColumnKind, Hierarchy, RawColumn, RawTable
 
-# Unix epoch milliseconds between 2001-09-09 and 2286-11-20: 13 digits. A 10-digit value is
-# almost certainly seconds, the most common mistake when files are re-exported.
-MIN_TIMESTAMP_MS = 1_000_000_000_000
-MAX_TIMESTAMP_MS = 9_999_999_999_999
+# Raw times are Unix milliseconds; anything before this (1990-01-01 UTC) or more than a day in
+# the future is a mistake. Judging by date, not digits, keeps 12-digit times (before 2001-09-09).
+EARLIEST_TIMESTAMP_MS = 631_152_000_000
+_FUTURE_SLACK_MS = 24 * 3_600_000
+# Other resolutions a re-exported file uses, as multiples of a millisecond: a value that would
+# be a plausible time in one of them is named as such.
+_OTHER_TIME_UNITS = (("seconds", 1e-3), ("microseconds", 1e3), ("nanoseconds", 1e6))
 _DIGITS = r"^[0-9]{1,18}$"  # non-negative and fits int64
 
 
@@ -166,15 +174,31 @@ def _first_bad_integer(values: pa.ChunkedArray, column: RawColumn) -> tuple[int,
     row = _first_index(pc.fill_null(pc.less(numbers, 0), False))
     if row is not None:
         return row, f"{values[row].as_py()!r} is not a non-negative integer"
-    if column.name == "timestamp":
-        out_of_range = pc.or_(pc.less(numbers, MIN_TIMESTAMP_MS), pc.greater(numbers, MAX_TIMESTAMP_MS))
-        row = _first_index(out_of_range)
-        if row is not None:
-            return row, (
-                f"{values[row].as_py()} is not a Unix time in milliseconds "
-                "(expected 13 digits, e.g. 1433221332117)"
-            )
+    if column.epoch_ms:
+        return _first_implausible_time(values, numbers)
     return None
+
+
+def latest_plausible_timestamp_ms() -> int:
+    """The latest raw time accepted: one day after now, in Unix milliseconds."""
+    return int(time.time() * 1000) + _FUTURE_SLACK_MS
+
+
+def _first_implausible_time(values: pa.ChunkedArray, numbers: pa.ChunkedArray) -> tuple[int, str] | None:
+    latest = latest_plausible_timestamp_ms()
+    row = _first_index(pc.or_(pc.less(numbers, EARLIEST_TIMESTAMP_MS), pc.greater(numbers, latest)))
+    if row is None:
+        return None
+    value = int(numbers[row].as_py())
+    for unit, per_ms in _OTHER_TIME_UNITS:
+        if EARLIEST_TIMESTAMP_MS * per_ms <= value <= latest * per_ms:
+            moment = datetime.fromtimestamp(value / per_ms / 1000, tz=UTC)
+            return row, f"{value} looks like {unit} ({moment:%Y-%m-%d %H:%M} UTC), expected milliseconds"
+    earliest, last = (datetime.fromtimestamp(ms / 1000, tz=UTC) for ms in (EARLIEST_TIMESTAMP_MS, latest))
+    return row, (
+        f"{values[row].as_py()} is not a plausible Unix time in milliseconds "
+        f"(expected {earliest:%Y-%m-%d} to {last:%Y-%m-%d %H:%M} UTC, e.g. 1433221332117)"
+    )
 
 
 def _first_bad_transaction(block: pa.Table) -> tuple[int, str] | None:
@@ -188,3 +212,59 @@ def _first_bad_transaction(block: pa.Table) -> tuple[int, str] | None:
         event = block.column("event")[row].as_py()
         return row, f"transactionid set on a {event!r} event (only transactions have one)"
     return None
+
+
+def check_hierarchy(
+    hierarchy: Hierarchy, ids: Ints, parents: Ints, paths: Sequence[Path], file_index: Ints, lines: Ints
+) -> None:
+    """Raise for an id listed with different parents or a cycle, naming the lines involved.
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+        Which columns hold the id and the parent.
+    ids, parents : ndarray of int64
+        One entry per row of the table, ``parents`` holds ``NO_PARENT`` for roots.
+    paths : sequence of Path
+        The table's files.
+    file_index, lines : ndarray of int64
+        Per row, in file order, which of ``paths`` it is in and its line there.
+    """
+    id_name, parent_name = hierarchy.id_column, hierarchy.parent_column
+
+    def where(positions: Ints) -> str:
+        if len(paths) > 1:
+            return ", ".join(f"{paths[file_index[p]].name} line {lines[p]}" for p in positions)
+        return f"line{'s' if len(positions) > 1 else ''} {', '.join(str(lines[p]) for p in positions)}"
+
+    conflicts = conflicting_rows(ids, parents)
+    if conflicts.size:
+        first_id = ids[conflicts[0]]
+        rows = conflicts[ids[conflicts] == first_id]
+        # One row per distinct parent, in file order: the second is the first contradiction.
+        distinct = rows[~pd.Series(parents[rows]).duplicated().to_numpy()]
+        listed = ", ".join(
+            f"{where(distinct[[i]])} gives {'none' if parent == NO_PARENT else parent}"
+            for i, parent in enumerate(parents[distinct])
+        )
+        others = np.setdiff1d(ids[conflicts], [first_id])
+        also = f"; so are {hierarchy.plural} {', '.join(map(str, others[:10]))}" if others.size else ""
+        raise RawDataError(
+            paths[file_index[distinct[1]]],
+            f"{id_name} {first_id} is listed with different parents: {listed} "
+            f"(each {id_name} needs exactly one {parent_name}){also}",
+            line=int(lines[distinct[1]]),
+            field=id_name,
+        )
+
+    # Rows left that repeat an id are exact repeats: keep the first, in file order.
+    first = np.sort(np.unique(ids, return_index=True)[1])
+    cycle = first[ancestry(ids[first], parents[first]).cycle]
+    if cycle.size:
+        raise RawDataError(
+            paths[file_index[cycle[0]]],
+            f"{hierarchy.plural} {describe_cycle(ids, cycle)} form a cycle ({where(np.sort(cycle))}): "
+            f"following {parent_name} never reaches a root",
+            line=int(lines[cycle[0]]),
+            field=parent_name,
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -185,7 +186,35 @@ MALFORMED = {
         "\n".join([EV, raw_files.EVENTS[0], "1433224214,9,view,1,"]),
         3,
         "timestamp",
-        "is not a Unix time in milliseconds",
+        "1433224214 looks like seconds (2015-06-02 05:50 UTC), expected milliseconds",
+    ),
+    "timestamp in seconds from 1997": (
+        "events.csv",
+        "\n".join([EV, "874206000,9,view,1,"]),
+        2,
+        "timestamp",
+        "874206000 looks like seconds (1997-09-14 03:00 UTC), expected milliseconds",
+    ),
+    "timestamp in microseconds": (
+        "item_properties_part1.csv",
+        f"{raw_files.PROPERTIES_HEADER}\n1435460400000000,460429,categoryid,1338\n",
+        2,
+        "timestamp",
+        "looks like microseconds (2015-06-28 03:00 UTC), expected milliseconds",
+    ),
+    "timestamp before 1990": (
+        "events.csv",
+        "\n".join([EV, raw_files.EVENTS[0], "500000000000,9,view,1,"]),
+        3,
+        "timestamp",
+        "500000000000 is not a plausible Unix time in milliseconds (expected 1990-01-01 to ",
+    ),
+    "garbage timestamp": (
+        "events.csv",
+        "\n".join([EV, "42,9,view,1,"]),
+        2,
+        "timestamp",
+        "42 is not a plausible Unix time in milliseconds",
     ),
     "unknown event type": (
         "events.csv",
@@ -231,6 +260,27 @@ MALFORMED = {
         "categoryid",
         "missing value",
     ),
+    "category listed as a root and with a parent": (
+        "category_tree.csv",
+        "\n".join([raw_files.TREE_HEADER, *raw_files.TREE, "1016,", "213,1016"]) + "\n",
+        9,
+        "categoryid",
+        "categoryid 1016 is listed with different parents: line 2 gives 213, line 9 gives none",
+    ),
+    "cycle in the category tree": (
+        "category_tree.csv",
+        "\n".join([raw_files.TREE_HEADER, "1,", "5,7", "6,1", "7,5"]) + "\n",
+        3,
+        "parentid",
+        "categories 5 → 7 → 5 form a cycle (lines 3, 5): following parentid never reaches a root",
+    ),
+    "category that is its own parent": (
+        "category_tree.csv",
+        "\n".join([raw_files.TREE_HEADER, "1,", "2,1", "3,3"]) + "\n",
+        4,
+        "parentid",
+        "categories 3 → 3 form a cycle (line 4)",
+    ),
     "empty property name": (
         "item_properties_part2.csv",
         f"{raw_files.PROPERTIES_HEADER}\n1439089200000,59481,,n15360.000\n",
@@ -263,6 +313,31 @@ def test_malformed_input_names_file_line_field_and_leaves_database_untouched(
     assert message in str(error)
     assert name in str(error)
     assert snapshot(db_engine) == before
+
+
+def test_millisecond_times_are_judged_by_date_not_digits(db_engine: Engine, tmp_path: Path) -> None:
+    # 874206000000 ms is 1997-09-14: 12 digits, and a real millisecond time.
+    tomorrow_ms = int((datetime.now(UTC) + timedelta(hours=12)).timestamp() * 1000)
+    events = ["874206000000,1,view,5,", "631152000000,2,view,5,", f"{tomorrow_ms},3,view,5,"]
+    load_raw_data(db_engine, write_raw_files(tmp_path / "ok", events=events))
+    assert [row[0] for row in table_rows(db_engine, "events")] == [631152000000, 874206000000, tomorrow_ms]
+
+    too_late_ms = int((datetime.now(UTC) + timedelta(days=2)).timestamp() * 1000)
+    bad = write_raw_files(tmp_path / "late", events=[*events, f"{too_late_ms},4,view,5,"])
+    with pytest.raises(RawDataError, match=r"events.csv, line 5, field 'timestamp': .* not a plausible Unix"):
+        load_raw_data(db_engine, bad)
+
+
+def test_exact_duplicate_tree_rows_are_dropped(db_engine: Engine, tmp_path: Path) -> None:
+    report = load_raw_data(db_engine, write_raw_files(tmp_path, tree=[*raw_files.TREE, "1016,213"]))[0]
+    assert (report.table, report.duplicates_dropped, report.rows_loaded) == ("category_tree", 1, 7)
+    assert report.duplicate_examples == ["category_tree.csv line 9 repeats category_tree.csv line 2"]
+
+
+def test_a_tree_deeper_than_any_fixed_bound_loads(db_engine: Engine, tmp_path: Path) -> None:
+    chain = ["0,", *(f"{i},{i - 1}" for i in range(1, 300))]
+    report = load_raw_data(db_engine, write_raw_files(tmp_path, tree=chain))[0]
+    assert report.rows_loaded == 300
 
 
 def test_non_utf8_bytes_name_the_line(db_engine: Engine, tmp_path: Path) -> None:

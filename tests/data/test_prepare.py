@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recsys.config import EventWeights
+from recsys.data.errors import TableDataError
 from recsys.data.loader import load_raw_data
 from recsys.data.prepare import INTERACTIONS, ITEMS, category_ancestry, prepare_datasets, to_epoch_ms
 from recsys.data.readers import read_interactions, read_items
@@ -142,8 +143,55 @@ def test_category_ancestry_handles_unknown_parents_and_cycles() -> None:
     assert ancestry.loc[3, "depth"] == 3
     assert ancestry.loc[4, "root_category_id"] == 4  # parent 77 is not in the tree
     cyclic = pd.DataFrame({"categoryid": [1, 2, 3], "parentid": [None, 3, 2]})
-    with pytest.raises(ValueError, match="cycle through categories"):
+    with pytest.raises(TableDataError, match=r"categories 2 → 3 → 2 form a cycle"):
         category_ancestry(cyclic)
+
+
+def test_category_ancestry_follows_any_depth() -> None:
+    n = 500
+    chain = pd.DataFrame({"categoryid": range(n), "parentid": [None, *range(n - 1)]})
+    ancestry = category_ancestry(chain.sample(frac=1.0, random_state=0))
+    assert ancestry.loc[n - 1, "depth"] == n
+    assert ancestry.loc[n - 1, "root_category_id"] == 0
+    assert ancestry["depth"].sort_index().tolist() == list(range(1, n + 1))
+
+
+def _write_tree(engine: Engine, rows: list[tuple[int, int | None]]) -> None:
+    """Replace the raw tree the way another tool would, without the loader's checks."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM category_tree"))
+        conn.execute(
+            sa.text("INSERT INTO category_tree (categoryid, parentid) VALUES (:c, :p)"),
+            [{"c": c, "p": p} for c, p in rows],
+        )
+
+
+def test_tree_in_the_database_with_a_repeated_category_is_a_clear_data_error(loaded: Engine) -> None:
+    # The issue's case: 1 listed as a root and with parent 2, which closes a cycle 1 → 2 → 1.
+    _write_tree(loaded, [(1, None), (2, 1), (3, 2), (10, None), (1, 2)])
+    before = read_table(loaded, sa.table("category_tree", sa.column("categoryid")), ["categoryid"])
+    with pytest.raises(TableDataError) as caught:
+        prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 30))
+    error = caught.value
+    assert error.table == "category_tree"
+    assert "table 'category_tree': categoryid 1 has 2 different parents" in str(error)
+    assert "(categoryid=1, parentid=NULL), (categoryid=1, parentid=2)" in str(error)
+    assert not sa.inspect(loaded).has_table("items")
+    after = read_table(loaded, sa.table("category_tree", sa.column("categoryid")), ["categoryid"])
+    pd.testing.assert_frame_equal(after, before)
+
+
+def test_tree_in_the_database_with_a_cycle_is_a_clear_data_error(loaded: Engine) -> None:
+    _write_tree(loaded, [(1, None), (2, 3), (3, 2), (10, None)])
+    with pytest.raises(TableDataError, match=r"table 'category_tree': categories 2 → 3 → 2 form a cycle"):
+        prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 30))
+
+
+def test_exact_duplicate_rows_in_the_database_tree_are_harmless(loaded: Engine) -> None:
+    _write_tree(loaded, [(1, None), (2, 1), (3, 2), (10, None), (3, 2), (1, None)])
+    prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 10))
+    items = read_table(loaded, ITEMS, ["item_id"]).set_index("item_id")
+    assert (items.loc[100, "root_category_id"], items.loc[100, "category_depth"]) == (1, 3)
 
 
 def test_readers_return_typed_frames(loaded: Engine) -> None:
@@ -190,3 +238,12 @@ def test_online_events_recorded_by_the_service_are_prepared_too(loaded: Engine) 
     assert (last["item_id"], last["event"], last["weight"]) == (300, "addtocart", 4.0)
     items = read_table(loaded, ITEMS, ["item_id"]).set_index("item_id")
     assert items.loc[300, "n_addtocart"] == 1
+
+
+def test_tree_in_the_database_with_a_missing_category_is_a_clear_data_error(loaded: Engine) -> None:
+    with loaded.begin() as conn:  # the loader refuses this; another writer need not
+        conn.execute(sa.text("DROP TABLE category_tree"))
+        conn.execute(sa.text("CREATE TABLE category_tree (categoryid BIGINT, parentid BIGINT)"))
+        conn.execute(sa.text("INSERT INTO category_tree VALUES (1, NULL), (2, 1), (NULL, 1)"))
+    with pytest.raises(TableDataError, match=r"without a categoryid; rows: \(categoryid=NULL, parentid=1\)"):
+        prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 30))
