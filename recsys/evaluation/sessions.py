@@ -203,7 +203,8 @@ def recently_seen(prefix_events: pd.DataFrame, k: int) -> pd.DataFrame:
     """The prefix's distinct items, latest first: the "reminder" list (``prefix_id, item_id, rank``)."""
     latest = prefix_events.iloc[::-1].drop_duplicates(["prefix_id", "item_id"])
     latest = latest.assign(rank=latest.groupby("prefix_id", sort=False).cumcount() + 1)
-    return latest.loc[latest["rank"] <= k, ["prefix_id", "item_id", "rank"]].reset_index(drop=True)
+    latest = latest.loc[latest["rank"] <= k, ["prefix_id", "item_id", "rank"]]
+    return latest.sort_values(["prefix_id", "rank"], ignore_index=True)
 
 
 def segment_of_sessions(replay: SessionReplay, train_users: npt.ArrayLike) -> pd.Series:
