@@ -52,6 +52,15 @@ class SessionReplay:
     prefixes: pd.DataFrame
     targets: dict[str, pd.DataFrame]
 
+    def subset(self, prefix_ids: npt.ArrayLike) -> SessionReplay:
+        """The replay restricted to some prefixes (e.g. one visitor segment)."""
+        ids = np.asarray(prefix_ids)
+        return SessionReplay(
+            self.events,
+            self.prefixes[self.prefixes["prefix_id"].isin(ids)],
+            {task: frame[frame["prefix_id"].isin(ids)] for task, frame in self.targets.items()},
+        )
+
     def prefix_events(self, max_events: int | None = None) -> pd.DataFrame:
         """The events of every prefix: ``prefix_id, user_id, item_id, event, datetime``, oldest first.
 
@@ -136,8 +145,9 @@ def session_metrics(
         n = targets["prefix_id"].nunique()
         for k in cutoffs:
             within = best[best <= k]
-            result[f"{task}_hr@{k}"] = float(len(within) / n)
-            result[f"{task}_mrr@{k}"] = float((1.0 / within).sum() / n)
+            # No prefix with a target: the rates are undefined, not zero.
+            result[f"{task}_hr@{k}"] = float(len(within) / n) if n else float("nan")
+            result[f"{task}_mrr@{k}"] = float((1.0 / within).sum() / n) if n else float("nan")
         result[f"{task}_prefixes"] = float(n)
     return result
 
@@ -208,7 +218,7 @@ def recently_seen(prefix_events: pd.DataFrame, k: int) -> pd.DataFrame:
 
 
 def segment_of_sessions(replay: SessionReplay, train_users: npt.ArrayLike) -> pd.Series:
-    """``cold`` / ``returning`` for every prefix (index ``prefix_id``): whether the visitor has training events."""
+    """``cold`` / ``returning`` per prefix (index ``prefix_id``): has the visitor training events?"""
     returning = replay.prefixes["user_id"].isin(np.asarray(train_users))
     return pd.Series(
         np.where(returning, "returning", "cold"),

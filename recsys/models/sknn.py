@@ -314,7 +314,9 @@ class SessionKNN(Recommender):
         last[:-1] = (query[1:] != query[:-1]) | (codes[1:] != codes[:-1])
         query, codes, position = query[last], codes[last], position[last]
         distinct = np.bincount(query, minlength=len(queries)).astype(np.float64)
-        return _Prefixes(len(queries), query, codes, position, length, distinct, queries.timestamps)
+        return _Prefixes(
+            len(queries), query, codes, position.astype(np.float64), length, distinct, queries.timestamps
+        )
 
     def _neighbours(
         self, prefixes: _Prefixes

@@ -39,11 +39,15 @@ def test_prefixes_and_targets() -> None:
     # Visitor 1 prefixes: length 1 (next: new view 11; 11 carted later), 2 (next: 10 seen; 11 carted
     # later), 3 (next: cart 11), 4 (next: new view 12; 11 is in the cart already) -> discovery.
     # Visitor 2's second session: length 1 (next: new view 21).
-    assert prefixes[["user_id", "length"]].values.tolist() == [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1]]
+    assert prefixes[["user_id", "length"]].to_numpy().tolist() == [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1]]
     discovery = replay.targets["discovery"]
-    assert discovery.merge(replay.prefixes)[["length", "item_id"]].values.tolist() == [[1, 11], [4, 12], [1, 21]]
+    assert discovery.merge(replay.prefixes)[["length", "item_id"]].to_numpy().tolist() == [
+        [1, 11],
+        [4, 12],
+        [1, 21],
+    ]
     cart = replay.targets["cart"].merge(replay.prefixes)
-    assert cart[["user_id", "length", "item_id"]].values.tolist() == [[1, 1, 11], [1, 2, 11], [1, 3, 11]]
+    assert cart[["user_id", "length", "item_id"]].to_numpy().tolist() == [[1, 1, 11], [1, 2, 11], [1, 3, 11]]
     # The events of the prefix of length 3 of visitor 1, oldest first.
     third = replay.prefix_events()
     assert third[third["prefix_id"] == 2]["item_id"].tolist() == [10, 11, 10]

@@ -39,7 +39,9 @@ def past_sessions() -> InteractionData:
     return InteractionData.build(frame, catalogue)
 
 
-def scores(model: VSKNNModel | STANModel, items: list[int], moment: pd.Timestamp = T0 + 5 * DAY) -> dict[int, float]:
+def scores(
+    model: VSKNNModel | STANModel, items: list[int], moment: pd.Timestamp = T0 + 5 * DAY
+) -> dict[int, float]:
     """The model's scores of one prefix given oldest first."""
     queries = SessionQueries.single(items[::-1], int(moment.value // 1_000_000))
     found = model.recommend_sessions(queries, k=10)
@@ -94,7 +96,7 @@ def test_stan_scores_by_hand() -> None:
     #   A: (e^-1 + 1) / (norm √3)    B: 1 / (norm √2)    C: e^-1 / (norm √3)
     # lambda_snh = 1 day, asked on day 5: A, B, C ended on days 1, 2, 3 -> × e^-4, e^-3, e^-2.
     # lambda_inh = 1: p* = last position in the neighbour of a prefix item (A: 2, B: 1, C: 1);
-    # an item at position p gets × e^-|p - p*|: 3 in A -> e^-1; 4 in B -> e^-1; 4 in C -> e^-1; 5 in C -> e^-2.
+    # an item at position p gets × e^-|p - p*|: 3 in A, 4 in B, 4 in C -> e^-1; 5 in C -> e^-2.
     config = STANConfig(remind=False, lambda_spw=1.0, lambda_snh=1.0, lambda_inh=1.0)
     model = STANModel(config).fit(past_sessions())
     e = math.e
@@ -140,7 +142,16 @@ def test_vsknn_matches_the_reference_loops_on_random_sessions() -> None:
     for session in range(400):
         items = rng.integers(0, 40, rng.integers(2, 7))
         for offset, item in enumerate(items):
-            rows.append((session, int(item), "view", 1.0, T0 + session * pd.Timedelta(hours=1) + offset * pd.Timedelta(seconds=1), 0))
+            rows.append(
+                (
+                    session,
+                    int(item),
+                    "view",
+                    1.0,
+                    T0 + session * pd.Timedelta(hours=1) + offset * pd.Timedelta(seconds=1),
+                    0,
+                )
+            )
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event", "weight", "datetime", "session_index"])
     data = InteractionData.build(frame, pd.DataFrame({"item_id": np.arange(40), "available": True}))
     model = VSKNNModel(VSKNNConfig(k=20, sample_size=50)).fit(data)
@@ -149,14 +160,20 @@ def test_vsknn_matches_the_reference_loops_on_random_sessions() -> None:
     ends = {s: s for s in sessions}
     prefixes = [list(rng.integers(0, 40, rng.integers(1, 6))) for _ in range(30)]
     events = pd.DataFrame(
-        [(q, int(item), T0 + 1000 * DAY + n * pd.Timedelta(seconds=1)) for q, p in enumerate(prefixes) for n, item in enumerate(p)],
+        [
+            (q, int(item), T0 + 1000 * DAY + n * pd.Timedelta(seconds=1))
+            for q, p in enumerate(prefixes)
+            for n, item in enumerate(p)
+        ],
         columns=["query", "item_id", "datetime"],
     )
     found = model.recommend_sessions(SessionQueries.from_frame(events, "query"), k=100)
     for query, prefix in enumerate(prefixes):
         expected = reference_vsknn(sessions, ends, [int(i) for i in prefix], k=20, sample_size=50)
         ours = found[found["session_id"] == query]
-        assert dict(zip(ours["item_id"].tolist(), ours["score"].tolist(), strict=True)) == pytest.approx(expected)
+        assert dict(zip(ours["item_id"].tolist(), ours["score"].tolist(), strict=True)) == pytest.approx(
+            expected
+        )
 
 
 def test_weightings_follow_the_reference() -> None:
