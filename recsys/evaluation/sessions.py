@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from recsys.evaluation.offline import RELEVANT_EVENTS
+from recsys.data.schema import RELEVANT_EVENTS
 
 TASKS = ("discovery", "cart")
 CUTOFFS = (10, 20)

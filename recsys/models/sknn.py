@@ -52,6 +52,8 @@ from pydantic import Field
 
 from recsys.models.base import ModelConfig, ModelError, Recommender
 from recsys.models.dataset import InteractionData
+from recsys.models.similar import top_n_per_row
+from recsys.models.topk import with_ranks
 
 # How an item of the prefix is weighted by its position (reference names; the position is
 # 1-based from the session's start, the length counts repeated items):
@@ -253,7 +255,7 @@ class SessionKNN(Recommender):
         size = self.config.batch_size
         for start in range(0, len(queries), size):
             scores = self.score_matrix(_slice(queries, start, start + size))
-            rows, cols, values = _top_per_row(scores, k)
+            rows, cols, values = top_n_per_row(scores, k)
             parts.append((queries.keys[start + rows], cols, values))
         keys = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, dtype=np.int64)
         assert self.items is not None
@@ -264,8 +266,7 @@ class SessionKNN(Recommender):
                 "score": (np.concatenate([p[2] for p in parts]) if parts else np.empty(0)).astype(np.float32),
             }
         )
-        frame["rank"] = frame.groupby("session_id", sort=False).cumcount().astype(np.int32) + 1
-        return frame
+        return with_ranks(frame, "session_id")
 
     def score_matrix(self, queries: SessionQueries) -> sp.csr_matrix:
         """Scores of every item (model codes) for a batch of prefixes: queries × items, sparse."""
@@ -404,7 +405,7 @@ class SessionKNN(Recommender):
             if self.config.available_only and unavailable.any():
                 scores = sp.csr_matrix(scores - scores.multiply(unavailable[None, :].astype(np.float64)))
             scores.eliminate_zeros()
-            rows, cols, values = _top_per_row(scores, k)
+            rows, cols, values = top_n_per_row(scores, k)
             parts.append(
                 pd.DataFrame(
                     {"user_id": batch.keys[rows], "item_id": self.items.inverse(cols), "score": values}
@@ -416,8 +417,7 @@ class SessionKNN(Recommender):
             else pd.DataFrame(columns=["user_id", "item_id", "score"])
         )
         frame["score"] = frame["score"].astype(np.float32)
-        frame["rank"] = frame.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
-        return frame
+        return with_ranks(frame, "user_id")
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         return {
@@ -447,17 +447,6 @@ def _slice(queries: SessionQueries, start: int, stop: int) -> SessionQueries:
         queries.items[low:high],
         queries.timestamps[start:stop],
     )
-
-
-def _top_per_row(
-    scores: sp.csr_matrix, k: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """The ``k`` best entries of every row: rows ascending, scores descending, ties by item code."""
-    coo = scores.tocoo()
-    order = np.lexsort((coo.col, -coo.data, coo.row))
-    rows, cols, values = coo.row[order], coo.col[order], coo.data[order]
-    keep = np.arange(rows.size) - np.searchsorted(rows, rows, side="left") < k
-    return rows[keep].astype(np.int64), cols[keep].astype(np.int64), values[keep]
 
 
 class VSKNNModel(SessionKNN):
