@@ -15,6 +15,7 @@ from recsys.models.i2i import ItemToItemModel
 from recsys.models.itemknn import ItemKNNModel
 from recsys.models.popular import PopularConfig, PopularModel
 from recsys.models.ranker import CatBoostConfig, TwoStageConfig, TwoStageModel
+from recsys.models.sknn import STANModel, VSKNNModel
 from recsys.storage.object_store import LocalObjectStore, ObjectStore
 
 FAST_TWO_STAGE = TwoStageConfig(
@@ -30,6 +31,8 @@ def all_models() -> list[Recommender]:
         ItemToItemModel(),
         ItemKNNModel(),
         TwoStageModel(FAST_TWO_STAGE),
+        VSKNNModel(),
+        STANModel(),
     ]
 
 

@@ -1,0 +1,242 @@
+"""In-session quality: every online method side by side on the replayed test sessions, in one run.
+
+Steps: the twin (or the real files) is loaded twice into scratch SQLite databases: once
+prepared up to the end of the data (the test sessions come from there), once for the
+pipeline, whose seven stages run at the cut ``--test-days`` before the end (the tables the
+service would have served then). The test sessions (2+ events) of the window after the cut
+are replayed prefix by prefix (:mod:`recsys.evaluation.sessions`): discovery (the next view of
+an item not yet seen in the session) and cart (items carted or bought later in the session).
+
+Methods, each given the prefix of the running session:
+
+* ``popular`` — the published default list;
+* ``recently_seen`` — the session's items, latest first;
+* ``covisitation_i2i`` / ``als_i2i`` — neighbours of the session's latest items
+  (:func:`recsys.models.i2i.score_from_recent_items`) in the co-visitation table and in ALS
+  factor space, trained before the cut;
+* ``vsknn`` / ``stan`` — session kNN (:mod:`recsys.models.sknn`) with the reference's
+  reminders, and ``vsknn_discovery`` / ``stan_discovery`` without them;
+* ``service_online`` / ``service_personalized`` — a :class:`RecommendationService` on the
+  pipeline's tables, fed the visitors' test-window events one by one and asked at every prefix
+  (``/online`` and the personalised endpoint: the code the service runs, not a copy).
+
+Usage::
+
+    .venv/bin/python benchmarks/session_benchmark.py --scale small [--test-days 14]
+
+Appends a section to ``benchmarks/results/session_<scale>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from common import record
+from quality_benchmark import catalogue_at, load_prepared
+
+from recsys.config import Settings
+from recsys.data.loader import load_raw_data
+from recsys.data.prepare import to_epoch_ms
+from recsys.data.synthetic import generate_twin
+from recsys.evaluation.sessions import (
+    SessionReplay,
+    recently_seen,
+    replay_online,
+    segment_of_sessions,
+    session_metrics,
+    session_replay,
+)
+from recsys.models.als import ALSModel
+from recsys.models.dataset import InteractionData
+from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
+from recsys.models.similar import covisitation_similar_items
+from recsys.models.sknn import SessionQueries, STANConfig, STANModel, VSKNNConfig, VSKNNModel
+from recsys.pipeline.stages import ALS_MODEL, STAGES, RunContext
+from recsys.service.events import OnlineEvent
+from recsys.service.service import RecommendationService
+from recsys.service.settings import ServiceSettings
+from recsys.storage.database import create_db_engine
+
+K = 20
+SHOWN = [
+    f"{task}_{metric}@{k}" for task in ("discovery", "cart") for metric in ("hr", "mrr") for k in (10, 20)
+]
+
+
+def run_pipeline_at(raw_dir: Path, folder: Path, cut: pd.Timestamp) -> Settings:
+    """The seven stages at ``cut`` in a scratch SQLite database and object store."""
+    folder.mkdir()
+    settings = Settings(
+        data_dir=folder,
+        database_url=f"sqlite:///{folder / 'pipeline.sqlite3'}",
+        object_store_url=str(folder / "object_store"),
+    )
+    load_raw_data(create_db_engine(settings.db_url), raw_dir)
+    context = RunContext(settings, cut.to_pydatetime())
+    for name, stage in STAGES.items():
+        started = time.perf_counter()
+        context.summary = {}
+        stage(context)
+        print(f"  pipeline {name}: {time.perf_counter() - started:.1f} s", flush=True)
+    return settings
+
+
+def neighbour_lists(history: pd.DataFrame, similar: pd.DataFrame, data: InteractionData) -> pd.DataFrame:
+    """The online i2i scoring of every prefix (``prefix_id`` as ``user_id``), unavailable items out."""
+    config = ItemToItemConfig()
+    scored = score_from_recent_items(
+        recent_items(history, config.n_recent), similar, config.recency_half_life
+    )
+    scored = data.exclude(scored, bought=False)
+    return top_k(scored, K).rename(columns={"user_id": "prefix_id"})
+
+
+def service_lists(
+    settings: Settings, replay: SessionReplay, previous: pd.DataFrame, endpoint: str
+) -> pd.DataFrame:
+    """A fresh service on the pipeline's tables, replayed through; ``endpoint``: online or personalized."""
+    service = RecommendationService(ServiceSettings(**settings.model_dump()))
+    service.reload()
+    service.activity.apply_poll(np.empty((0, 5), dtype=np.int64))  # loaded: no events yet
+    event_ids = count(1)
+
+    def record_event(user: int, item: int, event: str, moment: pd.Timestamp) -> None:
+        stamp = to_epoch_ms(moment.to_pydatetime())
+        service.activity.add(OnlineEvent(next(event_ids), user, item, event, stamp))
+
+    answer = service.online if endpoint == "online" else service.personalized
+
+    def recommend(user: int) -> list[int]:
+        return [r["item_id"] for r in answer(user, K).items]
+
+    try:
+        return replay_online(replay, record_event, recommend, previous)
+    finally:
+        service.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", default="small")
+    parser.add_argument("--raw-dir", type=Path, help="Kaggle files; default: generate the twin of --scale")
+    parser.add_argument("--test-days", type=float, default=14)
+    parser.add_argument("--max-prefix-events", type=int, default=100, help="latest events of a prefix used")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        raw_dir = args.raw_dir
+        if raw_dir is None:
+            raw_dir = work / "raw"
+            generate_twin(raw_dir, scale=args.scale)
+        print("loading and preparing …", flush=True)
+        engine, interactions, _ = load_prepared(raw_dir, work)
+        cut = pd.Timestamp(interactions["datetime"].max()) - pd.Timedelta(days=args.test_days)
+        train = interactions[interactions["datetime"] < cut]
+        test = interactions[interactions["datetime"] >= cut]
+        data = InteractionData.build(train, catalogue_at(engine, cut), now=cut)
+        print(f"pipeline at the cut {cut:%Y-%m-%d %H:%M} …", flush=True)
+        settings = run_pipeline_at(raw_dir, work / "pipeline", cut)
+
+        replay = session_replay(test)
+        prefix_events = replay.prefix_events(args.max_prefix_events)
+        history = prefix_events.rename(columns={"user_id": "visitor_id", "prefix_id": "user_id"})
+        queries = SessionQueries.from_frame(prefix_events, "prefix_id")
+        lists: dict[str, pd.DataFrame] = {}
+
+        def timed(name: str, make: Callable[[], pd.DataFrame]) -> None:
+            begun = time.perf_counter()
+            lists[name] = make()
+            seconds[name] = time.perf_counter() - begun
+            print(f"  {name}: {seconds[name]:.1f} s", flush=True)
+
+        context = RunContext(settings, cut.to_pydatetime())
+        _, als = context.registry.load_current(ALS_MODEL)
+        assert isinstance(als, ALSModel)
+        n_similar = settings.n_similar_items
+        timed("recently_seen", lambda: recently_seen(prefix_events, K))
+        timed(
+            "covisitation_i2i",
+            lambda: neighbour_lists(history, covisitation_similar_items(data, n_similar), data),
+        )
+        timed(
+            "als_i2i",
+            lambda: neighbour_lists(history, als.similar_items(data.item_codes.ids, n_similar), data),
+        )
+        models = {
+            "vsknn": VSKNNModel(),
+            "vsknn_discovery": VSKNNModel(VSKNNConfig(remind=False)),
+            "stan": STANModel(),
+            "stan_discovery": STANModel(STANConfig(remind=False)),
+        }
+        for name, model in models.items():
+            timed(
+                name,
+                lambda model=model: (
+                    model.fit(data).recommend_sessions(queries, K).rename(columns={"session_id": "prefix_id"})
+                ),
+            )
+        # Test-window events outside the replayed sessions (one-event sessions): the service has them too.
+        sizes = test.groupby(["user_id", "session_index"])["item_id"].transform("size")
+        previous = test[sizes < 2]
+        for endpoint in ("online", "personalized"):
+            timed(f"service_{endpoint}", lambda e=endpoint: service_lists(settings, replay, previous, e))
+        service = RecommendationService(ServiceSettings(**settings.model_dump()))
+        service.reload()
+        popular = [r["item_id"] for r in service.default(K).items]
+        service.close()
+        default = replay.prefixes[["prefix_id"]].merge(
+            pd.DataFrame({"item_id": popular, "rank": np.arange(1, len(popular) + 1)}), how="cross"
+        )
+        lists = {"popular": default, **lists}
+
+    segments = segment_of_sessions(replay, train["user_id"].unique())
+    rows = {}
+    for name, found in lists.items():
+        rows[(name, "all")] = session_metrics(found, replay)
+        for segment in ("cold", "returning"):
+            ids = segments.index[segments == segment]
+            rows[(name, segment)] = session_metrics(found, replay.subset(ids))
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.names = ["method", "visitors"]
+    best_discovery = table.xs("all", level="visitors")["discovery_mrr@20"].drop(
+        ["service_online", "service_personalized"]
+    )
+    counts = {s: int((segments == s).sum()) for s in ("cold", "returning")}
+    lines = [
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — `{args.scale}` twin, cut {cut:%Y-%m-%d %H:%M}, "
+        f"test window {args.test_days:g} days",
+        "",
+        f"Test sessions of 2+ events: {replay.events['session_id'].nunique():,}; counted prefixes: "
+        f"{len(replay.prefixes):,} ({counts['cold']:,} of new visitors, {counts['returning']:,} of returning "
+        f"ones); discovery targets: {int(table.loc[('popular', 'all'), 'discovery_prefixes']):,}, "
+        f"cart prefixes: {int(table.loc[('popular', 'all'), 'cart_prefixes']):,}. Lists of {K}; prefixes "
+        f"cut to their latest {args.max_prefix_events} events.",
+        "",
+        table[SHOWN].round(4).to_markdown(),
+        "",
+        f"- Best single method on discovery MRR@20 (all visitors): {best_discovery.idxmax()} "
+        f"{best_discovery.max():.4f}; the service's personalised list "
+        f"{table.loc[('service_personalized', 'all'), 'discovery_mrr@20']:.4f} "
+        f"({table.loc[('service_personalized', 'all'), 'discovery_mrr@20'] / best_discovery.max():.2f}×), "
+        f"online list {table.loc[('service_online', 'all'), 'discovery_mrr@20']:.4f}.",
+        f"- Seconds (fit + all prefixes): {', '.join(f'{n} {s:.1f}' for n, s in seconds.items())}; "
+        f"whole run {(time.perf_counter() - started) / 60:.1f} min.",
+        "",
+    ]
+    record(f"session_{args.scale}.md", lines)
+
+
+if __name__ == "__main__":
+    main()
