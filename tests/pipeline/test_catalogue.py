@@ -22,6 +22,10 @@ def test_every_table_is_consistent(name: str) -> None:
     assert table.name == name
     assert set(table.served_columns) <= set(columns)
     assert set(table.index) <= set(columns)
+    if not table.recommends:
+        with pytest.raises(ValueError, match="holds no recommendations"):
+            table.depth(Settings(_env_file=None))
+        return
     assert table.depth_setting in Settings.model_fields
     assert table.depth(Settings(_env_file=None)) == Settings.model_fields[table.depth_setting].default
 
