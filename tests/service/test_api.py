@@ -238,6 +238,7 @@ TABLES = (
     "personalized_recommendations",
     "i2i_recommendations",
     "similar_items",
+    "user_histories",
 )
 
 
