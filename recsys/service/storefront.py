@@ -121,7 +121,9 @@ def choose_example_visitors(
         if not sa.inspect(conn).has_table(INTERACTIONS.name):
             return ExampleVisitors(None, None, highest + 1)
         highest = max(highest, conn.execute(sa.select(sa.func.max(INTERACTIONS.c.user_id))).scalar() or -1)
-        sample = np.unique(offline[np.linspace(0, offline.size - 1, min(sample_size, offline.size)).astype(int)])
+        sample = np.unique(
+            offline[np.linspace(0, offline.size - 1, min(sample_size, offline.size)).astype(int)]
+        )
         rows = conn.execute(
             sa.select(INTERACTIONS.c.user_id, sa.func.count())
             .where(INTERACTIONS.c.user_id.in_(sa.bindparam("users", expanding=True)))
@@ -267,7 +269,12 @@ class Storefront:
         return {"item": self.catalogue.cards([item_id])[0].as_dict(), "similar": self._cards(similar)}
 
     def _answer(self, result: RecommendationResult, **extra: Any) -> dict[str, Any]:
-        return {**extra, "items": self._cards(result.items), "sources": result.sources, "fallbacks": result.fallbacks}
+        return {
+            **extra,
+            "items": self._cards(result.items),
+            "sources": result.sources,
+            "fallbacks": result.fallbacks,
+        }
 
     def _cards(self, items: list[Recommendation]) -> list[dict[str, Any]]:
         cards = self.catalogue.cards([item["item_id"] for item in items])

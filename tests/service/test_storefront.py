@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from recsys.data.prepare import ITEMS
 from recsys.service.events import ONLINE_EVENTS
 from tests.conftest import unavailable
 from tests.service.conftest import ROOT, LiveService, PublishedData, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
 RECOMMENDATION_CARDS = "#recommendations a.card"
 # The page's fetches answer in milliseconds; this only bounds a broken page.
 WAIT_S = 10.0
@@ -69,9 +67,8 @@ def shop(published_data: PublishedData, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
     """Headless Chromium with its console log kept."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).is_file()]
-    if missing:
-        unavailable(f"{', '.join(missing)} missing: apt-get install chromium chromium-driver")
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        unavailable("chromium or chromedriver missing: apt-get install chromium chromium-driver")
     options = Options()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1100"):
@@ -105,7 +102,10 @@ def wait_for_cards(driver: WebDriver) -> list[WebElement]:
 def shown(driver: WebDriver, selector: str = RECOMMENDATION_CARDS) -> list[tuple[int, str]]:
     """Item id and source of every card of a list, in order."""
     cards = driver.find_elements(By.CSS_SELECTOR, selector)
-    return [(int(card.get_attribute("data-item-id") or -1), card.get_attribute("data-source") or "") for card in cards]
+    return [
+        (int(card.get_attribute("data-item-id") or -1), card.get_attribute("data-source") or "")
+        for card in cards
+    ]
 
 
 def renders(driver: WebDriver) -> int:
@@ -147,9 +147,15 @@ def wait_for_new_list(driver: WebDriver, before_renders: int, before: list[tuple
     return float(driver.execute_script("return window.shopTimings.lastRender"))
 
 
-def card_with_neighbours(driver: WebDriver, data: PublishedData, selector: str, skip: set[int]) -> WebElement:
-    """A card of the list whose item has similar items (a click on it feeds online i2i)."""
+def card_with_neighbours(
+    driver: WebDriver, data: PublishedData, selector: str, skip: set[int], described: bool = False
+) -> WebElement:
+    """A card of the list whose item has similar items (a click on it feeds online i2i) and,
+    if ``described``, a category and a price."""
     with_neighbours = set(data.tables["similar_items"]["item_id"].astype(int))
+    if described:
+        items = data.items
+        with_neighbours &= set(items.loc[items["category_id"].notna() & items["price"].notna(), "item_id"])
     for card in driver.find_elements(By.CSS_SELECTOR, selector):
         item = int(card.get_attribute("data-item-id") or -1)
         if item in with_neighbours and item not in skip:
@@ -188,9 +194,14 @@ def test_heavy_user_cards_render_without_console_errors_and_first_paint_is_repor
         lambda d: d.execute_script("return window.shopTimings.firstRecommendations") is not None
     )
     painted = float(browser.execute_script("return window.shopTimings.firstRecommendations"))
-    loaded = float(browser.execute_script("return performance.getEntriesByType('navigation')[0].loadEventEnd"))
+    loaded = float(
+        browser.execute_script("return performance.getEntriesByType('navigation')[0].loadEventEnd")
+    )
     record_property("first_paint_of_recommendations_ms", round(painted))
-    print(f"\nstorefront: recommendations painted {painted:.0f} ms after navigation start (load event {loaded:.0f} ms)")
+    print(
+        f"\nstorefront: recommendations painted {painted:.0f} ms after navigation start "
+        f"(load event {loaded:.0f} ms)"
+    )
     assert console_errors(browser) == []
 
 
@@ -206,7 +217,9 @@ def test_clicking_a_card_records_a_view_and_changes_the_list_within_a_second(
     clicked_at = click_timed(browser, card)
     changed_at = wait_for_new_list(browser, before_renders, before)
 
-    assert changed_at - clicked_at <= 1000, f"the list changed {changed_at - clicked_at:.0f} ms after the click"
+    assert changed_at - clicked_at <= 1000, (
+        f"the list changed {changed_at - clicked_at:.0f} ms after the click"
+    )
     assert (heavy, item, "view") in online_events(shop)
     assert "online_i2i" in {source for _, source in shown(browser)}
     # The product page shows the item and its similar items.
@@ -217,7 +230,9 @@ def test_clicking_a_card_records_a_view_and_changes_the_list_within_a_second(
     assert console_errors(browser) == []
 
 
-def test_add_to_cart_records_addtocart(browser: WebDriver, shop: LiveService, published_data: PublishedData) -> None:
+def test_add_to_cart_records_addtocart(
+    browser: WebDriver, shop: LiveService, published_data: PublishedData
+) -> None:
     light = example(shop, "light")
     open_page(browser, shop, f"#visitor={light}")
     card = card_with_neighbours(browser, published_data, RECOMMENDATION_CARDS, skip=set())
@@ -325,19 +340,25 @@ def test_the_page_works_with_cors_restricted_to_its_own_origin(browser: WebDrive
     assert answer.headers["access-control-allow-origin"] == shop.url
 
 
-def test_screenshot_of_the_page(browser: WebDriver, shop: LiveService, published_data: PublishedData, tmp_path: Path) -> None:
+def test_screenshot_of_the_page(
+    browser: WebDriver, shop: LiveService, published_data: PublishedData, tmp_path: Path
+) -> None:
     heavy = example(shop, "heavy")
     open_page(browser, shop, f"#visitor={heavy}")
-    card = card_with_neighbours(browser, published_data, RECOMMENDATION_CARDS, skip=set())
+    card = card_with_neighbours(browser, published_data, RECOMMENDATION_CARDS, skip=set(), described=True)
     before, before_renders = shown(browser), renders(browser)
     card.click()
     wait_for_new_list(browser, before_renders, before)
     WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#similar a.card"))
     browser.execute_script("window.scrollTo(0, 0); document.activeElement.blur()")
+    # The whole page, "Popular now" included.
+    height = int(browser.execute_script("return document.documentElement.scrollHeight"))
+    browser.set_window_size(1280, height + 160)
     target = Path(os.environ.get("RECSYS_STOREFRONT_SCREENSHOT", tmp_path / "storefront.png"))
     if not target.is_absolute():
         target = ROOT / target
     assert browser.save_screenshot(str(target))
+    browser.set_window_size(1280, 1100)
     assert target.stat().st_size > 10_000
     assert console_errors(browser) == []
 
@@ -369,10 +390,14 @@ def test_browser_events_are_refused_from_other_origins_and_over_the_rate_limit(
     assert online_events(shop).count((visitor, item, "view")) == limit
 
 
-def test_browser_events_are_off_unless_enabled(sqlite_service: LiveService, published_data: PublishedData) -> None:
+def test_browser_events_are_off_unless_enabled(
+    sqlite_service: LiveService, published_data: PublishedData
+) -> None:
     url = f"{sqlite_service.url}/shop/api/visitors/1/events"
     answer = httpx.post(
-        url, json={"item_id": published_data.item_with_neighbours(), "event": "view"}, headers={"Origin": sqlite_service.url}
+        url,
+        json={"item_id": published_data.item_with_neighbours(), "event": "view"},
+        headers={"Origin": sqlite_service.url},
     )
     assert answer.status_code == 403
     assert "RECSYS_BROWSER_EVENTS_ENABLED" in answer.json()["detail"]

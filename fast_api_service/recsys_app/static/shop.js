@@ -157,7 +157,8 @@ async function openItem(item) {
   const [availability] = availabilityText(card);
   $("product-title").textContent = `Item ${item}`;
   $("product-image").alt = `Picture of item ${item}`;
-  $("product-facts").textContent = `${categoryText(card)} · Price ${priceText(card)} · ${availability}`;
+  const price = card.price === null ? "No price" : `Price ${priceText(card)}`;
+  $("product-facts").textContent = `${categoryText(card)} · ${price} · ${availability}`;
   $("back").href = `#visitor=${state.visitor}`;
   renderCards($("similar"), answer.similar, state.visitor);
   $("similar-title").textContent = answer.similar.length ? "Similar items" : "No similar items known";

@@ -106,7 +106,9 @@ def require_same_origin(request: Request) -> None:
 
 
 @writes.post(
-    "/visitors/{user_id}/events", status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_same_origin)]
+    "/visitors/{user_id}/events",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_same_origin)],
 )
 def record_browser_event(
     request: Request, user_id: UserIdPath, event: BrowserEventIn
@@ -122,4 +124,9 @@ def record_browser_event(
             str(error),
             headers={"Retry-After": str(error.retry_after_seconds)},
         ) from error
-    return {"event_id": stored.event_id, "user_id": stored.user_id, "item_id": stored.item_id, "event": event.event}
+    return {
+        "event_id": stored.event_id,
+        "user_id": stored.user_id,
+        "item_id": stored.item_id,
+        "event": event.event,
+    }
