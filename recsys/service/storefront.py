@@ -27,6 +27,7 @@ a gateway in front of the service ties the id to the shopper's session.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -43,11 +44,18 @@ from sqlalchemy.engine import Engine
 
 from recsys.data.prepare import INTERACTIONS
 from recsys.evaluation.offline import LIGHT_MAX
+from recsys.publishing.catalogue import RANKED_RECOMMENDATIONS
 from recsys.service.blending import Recommendation
 from recsys.service.catalogue import ItemCatalogue, load_catalogue
 from recsys.service.events import OnlineEvent
-from recsys.service.service import RecommendationResult, RecommendationService, UnknownItemError
-from recsys.service.store import I2I, PERSONALIZED, RANKED, RecommendationStore
+from recsys.service.service import (
+    OFFLINE_CHAIN,
+    RecommendationResult,
+    RecommendationService,
+    UnknownItemError,
+    k_bound,
+)
+from recsys.service.store import RecommendationStore
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +122,8 @@ def choose_example_visitors(
     sqlalchemy.exc.SQLAlchemyError
         If the database cannot be read.
     """
-    ranked = store.lists(RANKED).keys
-    offline = np.union1d(np.union1d(ranked, store.lists(PERSONALIZED).keys), store.lists(I2I).keys)
+    ranked = store.lists(RANKED_RECOMMENDATIONS).keys
+    offline = functools.reduce(np.union1d, (store.lists(table).keys for table, _ in OFFLINE_CHAIN))
     highest = int(offline.max()) if offline.size else -1
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(INTERACTIONS.name):
@@ -238,7 +246,7 @@ class Storefront:
         return {
             "examples": offered,
             "browser_events": self.settings.browser_events_enabled,
-            "largest_k": self.settings.n_personalized_recommendations,
+            "largest_k": k_bound(self.settings, "personalized"),
         }
 
     def new_visitor_id(self) -> int:
