@@ -172,7 +172,7 @@ def test_heavy_user_cards_render_without_console_errors_and_first_paint_is_repor
     assert f"visitor={heavy}" in browser.current_url
     answer = httpx.get(f"{shop.url}/recommendations/users/{heavy}?k=12", timeout=10).json()
     assert shown(browser) == [(item["item_id"], item["source"]) for item in answer["items"]]
-    assert {source for _, source in shown(browser)} <= {"ranked", "als", "i2i", "default"}
+    assert {source for _, source in shown(browser)} <= {"ranked", "als", "i2i", "history_i2i", "default"}
     assert "Sources: " in browser.find_element(By.ID, "explanation").text
 
     # Each card shows the catalogue's facts of its item.

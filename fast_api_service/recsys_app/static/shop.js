@@ -10,6 +10,7 @@ const SOURCES = {
   ranked: "Two-stage ranker",
   als: "ALS",
   i2i: "Item-to-item",
+  history_i2i: "Like your history",
   online_i2i: "Online (your clicks)",
   default: "Popular",
   covisitation: "Viewed together",
