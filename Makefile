@@ -33,8 +33,10 @@ demo: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/recsys demo
 	$(MAKE) --no-print-directory serve
 
+# The demo's storefront (/shop) records the clicks of its page: browser events are on here.
 serve: $(STAMP)
-	cd fast_api_service && OPENBLAS_NUM_THREADS=1 ../$(BIN)/uvicorn recsys_app.recsys_app:app --port $${RECSYS_SERVICE_PORT:-8081} --host 0.0.0.0
+	cd fast_api_service && OPENBLAS_NUM_THREADS=1 RECSYS_BROWSER_EVENTS_ENABLED=$${RECSYS_BROWSER_EVENTS_ENABLED:-true} \
+		../$(BIN)/uvicorn recsys_app.recsys_app:app --port $${RECSYS_SERVICE_PORT:-8081} --host 0.0.0.0
 
 test: $(STAMP) $(RECTOOLS_STAMP)
 	bash dev_scripts/ensure_test_services.sh

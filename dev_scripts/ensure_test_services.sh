@@ -2,7 +2,8 @@
 # Starts and installs what the test suite needs and the machine may lack:
 # - the PostgreSQL server (started if it is not answering);
 # - Debian's docker-compose 1.29 (static check of the compose files; needs no container
-#   engine) and prometheus/promtool (monitoring tests), installed when missing and we are root.
+#   engine), prometheus/promtool (monitoring tests) and chromium with chromium-driver (storefront
+#   browser tests), installed when missing and we are root.
 # The S3 server (moto_server) is started by the tests themselves; hadolint and schemathesis
 # come from requirements-dev.txt.
 set -euo pipefail
@@ -10,6 +11,9 @@ set -euo pipefail
 missing_packages=()
 command -v docker-compose >/dev/null || missing_packages+=(docker-compose)
 command -v prometheus >/dev/null || missing_packages+=(prometheus)
+# The storefront's browser tests drive Debian's chromium through its chromium-driver.
+command -v chromium >/dev/null || missing_packages+=(chromium)
+command -v chromedriver >/dev/null || missing_packages+=(chromium-driver)
 if [ "${#missing_packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         echo "installing Debian packages for the tests: ${missing_packages[*]}"

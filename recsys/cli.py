@@ -172,7 +172,8 @@ def print_service_examples(settings: Settings) -> None:
         f"  curl -X POST '{base}/events' -H 'X-API-Key: <RECSYS_API_KEY>' "
         "-H 'Content-Type: application/json' "
         f'-d \'{{"user_id": {user}, "item_id": {item}, "event": "view"}}\'\n'
-        f"  curl '{base}/health'    # docs: {base}/docs",
+        f"  curl '{base}/health'    # docs: {base}/docs\n"
+        f"[bold]Storefront[/] (the recommendations as a shopper sees them): {base}/shop",
         highlight=False,
         soft_wrap=True,
     )

@@ -32,6 +32,13 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Async tests run on asyncio, the service's loop (anyio would also try every installed
+    backend, and trio comes with Selenium)."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a database created for this test session on the PostgreSQL server, dropped after."""

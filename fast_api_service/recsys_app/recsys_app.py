@@ -33,8 +33,10 @@ from recsys.service.service import (
     k_bound,
 )
 from recsys.service.settings import ServiceSettings, load_service_settings
+from recsys.service.storefront import Storefront
 from recsys_app.api.deps import K_BOUND_EXTENSION
 from recsys_app.api.main import api_router
+from recsys_app.api.routes.shop import mount_storefront
 from recsys_app.http_metrics import HttpMetricsMiddleware
 
 logger = logging.getLogger(__name__)
@@ -105,8 +107,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         service = RecommendationService(settings, metrics)
         await run_in_threadpool(service.start)
         app.state.service = service
+        storefront = Storefront(service)
+        await run_in_threadpool(storefront.refresh)
+        app.state.storefront = storefront
         pollers = [
             asyncio.create_task(every(settings.reload_interval_seconds, service.try_reload)),
+            asyncio.create_task(every(settings.reload_interval_seconds, storefront.refresh)),
             asyncio.create_task(every(settings.online_events_refresh_seconds, service.refresh_online_events)),
         ]
         try:
@@ -132,6 +138,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key"],
         )
     app.include_router(api_router)
+    mount_storefront(app)
     # A request tries the routes in order: the API's first, then FastAPI's documentation pages.
     app.router.routes.sort(key=lambda route: not isinstance(route, APIRoute))
     app.add_exception_handler(TooManyItemsError, _too_many_items)

@@ -28,6 +28,10 @@ class ServiceSettings(Settings):
     database_retry_seconds: float = Field(5.0, ge=0)
     # Bound on connecting to PostgreSQL, so an unreachable server degrades requests quickly.
     database_connect_timeout_seconds: int = Field(3, ge=1)
+    # The storefront page's own event route (no API key; see recsys.service.storefront for the
+    # trade-off): off unless enabled, and at most this many events per visitor and minute.
+    browser_events_enabled: bool = False
+    browser_events_per_minute: int = Field(30, ge=1)
 
 
 def load_service_settings(project_root: Path) -> ServiceSettings:

@@ -163,15 +163,24 @@ class LiveService:
         More ``RECSYS_*`` variables (they override the test defaults).
     workers : int
         Uvicorn worker processes.
+    port : int, optional
+        The port to listen on (a free one at each start by default); fixed when the settings
+        must name the service's own origin.
     """
 
     def __init__(
-        self, database_url: str, log_path: Path, env: dict[str, str] | None = None, workers: int = 1
+        self,
+        database_url: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        port: int | None = None,
     ) -> None:
         self.database_url = database_url
         self.log_path = log_path
         self.extra_env = env or {}
         self.workers = workers
+        self.fixed_port = port
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -186,7 +195,7 @@ class LiveService:
 
     def start(self, wait_ready: bool = True) -> LiveService:
         """Start and wait until it answers (``/ready`` 200 unless ``wait_ready`` is false)."""
-        self.port = free_port()
+        self.port = self.fixed_port or free_port()
         # The developer's own RECSYS_* variables must not change what the tests see.
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
         env.update(
