@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts and installs what the test suite needs and the machine may lack:
 # - the PostgreSQL server (started if it is not answering);
+# - the Redis server on 127.0.0.1:6379, the Celery broker of tests/airflow/test_scheduler.py
+#   (installed from Debian when missing and we are root; started if it is not answering);
 # - Debian's docker-compose 1.29 (static check of the compose files; needs no container
 #   engine), prometheus/promtool (monitoring tests) and chromium with chromium-driver (storefront
 #   browser tests), installed when missing and we are root.
@@ -14,6 +16,7 @@ command -v prometheus >/dev/null || missing_packages+=(prometheus)
 # The storefront's browser tests drive Debian's chromium through its chromium-driver.
 command -v chromium >/dev/null || missing_packages+=(chromium)
 command -v chromedriver >/dev/null || missing_packages+=(chromium-driver)
+command -v redis-server >/dev/null || missing_packages+=(redis-server)
 if [ "${#missing_packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         echo "installing Debian packages for the tests: ${missing_packages[*]}"
@@ -39,3 +42,17 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h "$PGHOST_ADDR" -p "$PG
     fi
 fi
 pg_isready -h "$PGHOST_ADDR" -p "$PGPORT_NUM" || echo "warning: PostgreSQL is not reachable; its tests will skip (or fail under CI=true)"
+
+REDIS_PORT_NUM="${RECSYS_TEST_REDIS_PORT:-6379}"
+if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT_NUM" ping >/dev/null 2>&1; then
+    if command -v redis-server >/dev/null; then
+        echo "Redis is not answering on 127.0.0.1:$REDIS_PORT_NUM; starting redis-server"
+        redis-server --bind 127.0.0.1 --port "$REDIS_PORT_NUM" --daemonize yes --save "" --appendonly no
+        for _ in $(seq 1 30); do
+            redis-cli -h 127.0.0.1 -p "$REDIS_PORT_NUM" ping >/dev/null 2>&1 && break
+            sleep 1
+        done
+    fi
+fi
+redis-cli -h 127.0.0.1 -p "$REDIS_PORT_NUM" ping >/dev/null 2>&1 \
+    || echo "warning: Redis is not reachable on 127.0.0.1:$REDIS_PORT_NUM; its tests will skip (or fail under CI=true)"

@@ -22,6 +22,10 @@ data_app = typer.Typer(help="Raw data: generate the synthetic twin, load, prepar
 app.add_typer(data_app, name="data")
 pipeline_app = typer.Typer(help="The seven pipeline stages, without Airflow.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+publish_app = typer.Typer(
+    help="Published tables: their versions and which one is served.", no_args_is_help=True
+)
+app.add_typer(publish_app, name="publish")
 console = Console(stderr=True)
 
 
@@ -123,6 +127,54 @@ def run_pipeline(settings: Settings, stages: list[str] | None, moment: datetime 
         except (ValueError, LookupError, RuntimeError) as exc:
             raise _fail(f"stage {name} failed: {exc}") from exc
         console.print(f"      done in {time.perf_counter() - started:.1f} s: {summary}", highlight=False)
+
+
+@publish_app.command("versions")
+def publish_versions(
+    name: Annotated[str, typer.Argument(help="Logical table, e.g. default_recommendations.")],
+) -> None:
+    """List the recorded versions of a published table and which one is served."""
+    from recsys.publishing.tables import list_versions
+    from recsys.storage.database import create_db_engine
+
+    engine = create_db_engine(get_settings().db_url)
+    try:
+        records = list_versions(engine, name)
+    finally:
+        engine.dispose()
+    if not records:
+        raise _fail(f"table {name!r} has no recorded versions")
+    table = Table("version", "as of", "rows", "published at", "state")
+    for record in records:
+        table.add_row(
+            str(record.version),
+            str(record.as_of or "-"),
+            "-" if record.rows is None else str(record.rows),
+            str(record.published_at or "-"),
+            record.state,
+        )
+    Console().print(table)
+
+
+@publish_app.command("promote")
+def publish_promote(
+    name: Annotated[str, typer.Argument(help="Logical table, e.g. default_recommendations.")],
+    version: Annotated[int, typer.Argument(help="A published version (recsys publish versions NAME).")],
+) -> None:
+    """Serve a published version of a table now, even if it describes an older moment (a backfill)."""
+    from recsys.publishing.tables import UnknownVersionError, promote_version
+    from recsys.storage.database import create_db_engine
+
+    engine = create_db_engine(get_settings().db_url)
+    try:
+        promoted = promote_version(engine, name, version)
+    except (UnknownVersionError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    console.print(
+        f"{name}: version {promoted.version} (as of {promoted.as_of}, {promoted.rows} rows) is served"
+    )
 
 
 @app.command()

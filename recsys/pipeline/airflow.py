@@ -9,6 +9,10 @@ This module is imported by the DAG processor every time it parses a DAG file, so
 time it loads only the standard library and ``airflow.sdk``; the stages (pandas, models,
 database drivers) are imported inside the tasks.
 
+Backfills: a table published for an older moment than the one served is recorded but does not
+replace it (``recsys.publishing.tables``); trigger the run or the backfill with the DAG param
+``promote_backfill`` set to true (``--dag-run-conf '{"promote_backfill": true}'``) to serve it.
+
 Settings come from the ``RECSYS_*`` environment like everywhere else, except that the database
 URL may come from an Airflow connection: set ``RECSYS_AIRFLOW_DB_CONN_ID`` to a Postgres
 connection id and the tasks use that connection instead of ``RECSYS_DATABASE_URL``.
@@ -27,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, chain, dag, get_current_context, task
+from airflow.sdk import DAG, Param, chain, dag, get_current_context, task
 
 if TYPE_CHECKING:
     from recsys.config import Settings
@@ -45,6 +49,8 @@ DB_CONN_ID_VARIABLE = "RECSYS_AIRFLOW_DB_CONN_ID"
 TELEGRAM_TIMEOUT_S = 10.0
 # Telegram rejects messages over 4096 characters; long tracebacks are cut well before that.
 MAX_ERROR_CHARS = 1500
+# DAG param: serve what the run publishes even if older than the served tables.
+PROMOTE_BACKFILL = "promote_backfill"
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -118,7 +124,9 @@ def airflow_settings() -> Settings:
     return settings
 
 
-def run_step(name: str, moment: datetime, settings: Settings | None = None) -> dict[str, Any]:
+def run_step(
+    name: str, moment: datetime, settings: Settings | None = None, promote_backfill: bool = False
+) -> dict[str, Any]:
     """Run one step (a stage or an extra step) for a moment and return its JSON summary.
 
     Parameters
@@ -129,6 +137,9 @@ def run_step(name: str, moment: datetime, settings: Settings | None = None) -> d
         The run's moment (naive UTC).
     settings : Settings, optional
         Defaults to :func:`airflow_settings`.
+    promote_backfill : bool
+        Serve the tables the step publishes even if they describe an older moment than the
+        served ones.
 
     Returns
     -------
@@ -140,7 +151,7 @@ def run_step(name: str, moment: datetime, settings: Settings | None = None) -> d
     step = EXTRA_STEPS.get(name) or STAGES.get(name)
     if step is None:
         raise KeyError(f"unknown step {name!r}; steps are: {', '.join([*EXTRA_STEPS, *STAGES])}")
-    ctx = RunContext(settings or airflow_settings(), moment)
+    ctx = RunContext(settings or airflow_settings(), moment, promote_backfill=promote_backfill)
     try:
         summary = step(ctx)
     finally:
@@ -175,7 +186,9 @@ def _step_task(name: str) -> Any:
 
     @task(task_id=name)
     def run() -> dict[str, Any]:
-        return run_step(name, run_moment(get_current_context()))
+        context = get_current_context()
+        promote = bool(context["params"].get(PROMOTE_BACKFILL, False))
+        return run_step(name, run_moment(context), promote_backfill=promote)
 
     return run()
 
@@ -207,8 +220,9 @@ def pipeline_dag(
     Returns
     -------
     DAG
-        One run at a time (each published table has one writer), no catch-up, Telegram
-        callbacks for the run's success and every task's failure.
+        Param ``promote_backfill`` (default false), one run at a time (each published table
+        has one writer), no catch-up, Telegram callbacks for the run's success and every
+        task's failure.
     """
 
     @dag(
@@ -222,6 +236,16 @@ def pipeline_dag(
         # Retries come from Airflow's [core] default_task_retries, set by the deployment.
         default_args={"owner": "recsys", "on_failure_callback": notify_failure},
         on_success_callback=notify_success,
+        params={
+            PROMOTE_BACKFILL: Param(
+                False,
+                type="boolean",
+                description=(
+                    "Serve the tables this run publishes even if they describe an older moment than "
+                    "the served ones (by default a backfill only records its versions)."
+                ),
+            )
+        },
     )
     def pipeline() -> None:
         chain(*(_step_task(name) for name in steps))

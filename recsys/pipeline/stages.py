@@ -56,11 +56,16 @@ RANKER_MODEL = "two_stage"
 
 @dataclass
 class RunContext:
-    """What a stage needs: settings and the moment the run describes (naive UTC)."""
+    """What a stage needs: settings and the moment the run describes (naive UTC).
+
+    ``promote_backfill``: serve the tables this run publishes even when they describe an older
+    moment than the served ones (by default such a backfill only records its versions).
+    """
 
     settings: Settings
     moment: datetime
     summary: dict[str, Any] = field(default_factory=dict)
+    promote_backfill: bool = False
 
     @cached_property
     def engine(self) -> Engine:
@@ -103,9 +108,17 @@ class RunContext:
     def publish(self, table: PublishedTable, frame: pd.DataFrame) -> int:
         """Publish a catalogue table for the run's moment; returns its new version."""
         published = table.publish(
-            self.engine, frame, as_of=self.moment, keep_versions=self.settings.keep_table_versions
+            self.engine,
+            frame,
+            as_of=self.moment,
+            keep_versions=self.settings.keep_table_versions,
+            promote=self.promote_backfill,
         )
-        self.summary[table.name] = {"version": published.version, "rows": published.rows}
+        self.summary[table.name] = {
+            "version": published.version,
+            "rows": published.rows,
+            "served": published.served,
+        }
         return published.version
 
 

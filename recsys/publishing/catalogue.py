@@ -76,7 +76,12 @@ class PublishedTable:
         return [column._copy() for column in self.columns]
 
     def publish(
-        self, engine: Engine, frame: pd.DataFrame, as_of: datetime | None = None, keep_versions: int = 3
+        self,
+        engine: Engine,
+        frame: pd.DataFrame,
+        as_of: datetime | None = None,
+        keep_versions: int = 3,
+        promote: bool = False,
     ) -> PublishedVersion:
         """Publish ``frame`` as the table's next version (see :func:`publish_frame`)."""
         return publish_frame(
@@ -87,6 +92,7 @@ class PublishedTable:
             as_of=as_of,
             keep_versions=keep_versions,
             indexes=[self.index],
+            promote=promote,
         )
 
 

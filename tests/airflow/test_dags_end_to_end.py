@@ -5,7 +5,9 @@ One scenario runs once for the module (about a minute) and the tests check what 
 1. DAG 4 before any ALS model exists: it fails in ``check_als_model`` and says which DAG to run;
 2. the seven DAGs in order for one day: every task succeeds, tables and models are published;
 3. the seven DAGs again for the same day: the same table contents (idempotent);
-4. DAGs 1, 3 and 5 for an earlier day (a backfill): tables describe that day.
+4. DAGs 1, 3 and 5 for an earlier day (a backfill): the prepared tables describe that day, the
+   published ones are recorded as new versions but the later day's keep serving;
+5. DAG 3 for that earlier day with the param ``promote_backfill``: its table is served.
 
 The project database comes from an Airflow connection (``RECSYS_AIRFLOW_DB_CONN_ID``) and the
 Telegram callbacks post to a local fake Bot API, so both paths are exercised as deployed.
@@ -74,6 +76,7 @@ class Scenario:
     first: dict[str, Run] = field(default_factory=dict)
     rerun: dict[str, Run] = field(default_factory=dict)
     backfill: dict[str, Run] = field(default_factory=dict)
+    promoted: Run | None = None
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -83,12 +86,12 @@ def logical_date(dag: Any, day: date) -> datetime:
     return datetime(day.year, day.month, day.day, int(hour), int(minute), tzinfo=UTC)
 
 
-def run_dag(dag: Any, day: date) -> Run:
+def run_dag(dag: Any, day: date, conf: dict[str, Any] | None = None) -> Run:
     """``dag.test`` for the day; the run's state, task states and XComs, read before the session ends."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    dag_run = dag.test(logical_date=logical_date(dag, day))
+    dag_run = dag.test(logical_date=logical_date(dag, day), run_conf=conf)
     with create_session() as session:
         tasks = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
         rows = session.scalars(
@@ -101,6 +104,10 @@ def run_dag(dag: Any, day: date) -> Run:
 def snapshot(engine: Engine) -> dict[str, Any]:
     """Pointer rows, view contents (sorted) and prepared tables, to compare runs."""
     with engine.connect() as conn:
+        versions = {
+            (row["name"], row["version"]): dict(row)
+            for row in conn.execute(sa.text("SELECT * FROM published_table_versions")).mappings()
+        }
         pointers = {
             row["name"]: dict(row)
             for row in conn.execute(sa.text("SELECT * FROM published_tables")).mappings()
@@ -116,6 +123,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         tables = set(sa.inspect(conn).get_table_names())
         view_names = set(sa.inspect(conn).get_view_names())
     return {
+        "versions": versions,
         "pointers": pointers,
         "views": views,
         "prepared": prepared,
@@ -181,6 +189,9 @@ def scenario(
             result.snapshots["rerun"] = snapshot(result.engine)
             result.backfill = {dag_id: run_dag(dags[dag_id], BACKFILL_DAY) for dag_id in BACKFILLED}
             result.snapshots["backfill"] = snapshot(result.engine)
+            default_dag = dags["3_prepare_default_recommendations"]
+            result.promoted = run_dag(default_dag, BACKFILL_DAY, conf={"promote_backfill": True})
+            result.snapshots["promoted"] = snapshot(result.engine)
             listing = client.list_objects_v2(Bucket=result.bucket, Prefix="recsys/")
             result.objects = [item["Key"] for item in listing.get("Contents", [])]
             yield result
@@ -268,7 +279,7 @@ def test_rerun_of_the_same_day_gives_the_same_tables(scenario: Scenario) -> None
         pd.testing.assert_frame_equal(rerun["prepared"][name], first["prepared"][name])
 
 
-def test_backfill_of_an_earlier_day(scenario: Scenario) -> None:
+def test_backfill_of_an_earlier_day_is_recorded_but_does_not_take_over(scenario: Scenario) -> None:
     for dag_id, run in scenario.backfill.items():
         assert run.state == "success", (dag_id, run.tasks)
     backfill, rerun = scenario.snapshots["backfill"], scenario.snapshots["rerun"]
@@ -276,19 +287,39 @@ def test_backfill_of_an_earlier_day(scenario: Scenario) -> None:
     assert backfill["prepared"]["interactions"]["datetime"].max() < cutoff
     assert len(backfill["prepared"]["interactions"]) < len(rerun["prepared"]["interactions"])
     for name in ("default_recommendations", "i2i_recommendations"):
-        pointer = backfill["pointers"][name]
-        assert pointer["version"] == 3
-        assert pointer["as_of"].date() == BACKFILL_DAY
-        assert pointer["rows"] == len(backfill["views"][name])
-    assert not backfill["views"]["i2i_recommendations"].equals(rerun["views"]["i2i_recommendations"])
-    # Tables not backfilled keep serving the later day.
+        # Recorded as version 3 of the earlier day, not served: the later day's version 2 is.
+        record = backfill["versions"][(name, 3)]
+        assert record["as_of"].date() == BACKFILL_DAY and not record["served"]
+        assert record["rows"] > 0 and f"{name}__v3" in backfill["tables"]
+        assert backfill["pointers"][name] == rerun["pointers"][name]
+        pd.testing.assert_frame_equal(backfill["views"][name], rerun["views"][name])
+    summary = scenario.backfill["3_prepare_default_recommendations"].xcoms["prepare_default_recommendations"]
+    assert summary["default_recommendations"] == {
+        "version": 3,
+        "rows": record_rows(backfill),
+        "served": False,
+    }
     assert backfill["pointers"]["similar_items"] == rerun["pointers"]["similar_items"]
+
+
+def record_rows(snap: dict[str, Any]) -> int:
+    return int(snap["versions"][("default_recommendations", 3)]["rows"])
+
+
+def test_backfill_with_promote_backfill_is_served(scenario: Scenario) -> None:
+    assert scenario.promoted is not None and scenario.promoted.state == "success"
+    promoted = scenario.snapshots["promoted"]
+    pointer = promoted["pointers"]["default_recommendations"]
+    assert pointer["version"] == 4 and pointer["as_of"].date() == BACKFILL_DAY
+    assert pointer["rows"] == len(promoted["views"]["default_recommendations"])
+    # The other tables keep the later day.
+    assert promoted["pointers"]["i2i_recommendations"]["version"] == 2
 
 
 def test_every_successful_run_and_failed_task_was_announced(
     scenario: Scenario, telegram: FakeTelegram
 ) -> None:
-    runs = 1 + len(scenario.first) + len(scenario.rerun) + len(scenario.backfill)
+    runs = 1 + len(scenario.first) + len(scenario.rerun) + len(scenario.backfill) + 1
     assert len(telegram.received) == runs
     for path, body in telegram.received:
         assert path == f"/bot{TOKEN}/sendMessage"

@@ -32,7 +32,9 @@ AIRFLOW_SERVICES = {
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    "airflow-worker",
 }
+CELERY_PROFILE = {"redis", "airflow-worker"}
 # ${VAR}, ${VAR:-default}, ${VAR?err}; not $${VAR}, which compose leaves to the container's shell.
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
 
@@ -93,7 +95,7 @@ def test_compose_config_renders_with_the_example_env() -> None:
     assert result.returncode == 0, result.stderr
     assert "is not set" not in result.stderr, result.stderr
     rendered = yaml.safe_load(result.stdout)
-    assert set(rendered["services"]) == {"postgres", "minio", "minio-init", *AIRFLOW_SERVICES}
+    assert set(rendered["services"]) == {"postgres", "minio", "minio-init", "redis", *AIRFLOW_SERVICES}
     for name in AIRFLOW_SERVICES:
         service = rendered["services"][name]
         assert service["build"] == {"context": str(REPO), "dockerfile": "airflow_service/Dockerfile"}
@@ -107,12 +109,24 @@ def test_compose_config_renders_with_the_example_env() -> None:
         "airflow-scheduler": "scheduler",
         "airflow-dag-processor": "dag-processor",
         "airflow-triggerer": "triggerer",
+        "airflow-worker": "celery worker",
     }
     # Everything Airflow runs waits for the one-shot services.
     for name in AIRFLOW_SERVICES - {"airflow-init"}:
         depends = rendered["services"][name]["depends_on"]
         assert depends["airflow-init"]["condition"] == "service_completed_successfully"
         assert depends["minio-init"]["condition"] == "service_completed_successfully"
+    # Only the Celery variant's services are in the profile; published ports stay on this machine.
+    profiled = {name for name, service in rendered["services"].items() if service.get("profiles")}
+    assert profiled == CELERY_PROFILE
+    assert all(rendered["services"][name]["profiles"] == ["celery"] for name in CELERY_PROFILE)
+    worker = rendered["services"]["airflow-worker"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["environment"]["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    assert worker["environment"]["AIRFLOW__CORE__PARALLELISM"] == "2"
+    for name, service in rendered["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -5,7 +5,7 @@ version 1 is serving; the test kills it
 
 - while its rows are going in (``COPY`` running on PostgreSQL, batched inserts on SQLite), and
 - on PostgreSQL, after its rows were committed but before the switch (it waits for the
-  per-table advisory lock, which the test holds),
+  per-table advisory lock, which the test took while the child paused before writing),
 
 then checks that the pointer, the view and the rows are still version 1, and that the next
 publication succeeds and drops whatever the dead writer left.
@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from recsys.publishing.tables import current_version, publish_frame
+from recsys.publishing.tables import current_version, list_versions, publish_frame
 from tests.helpers import wait_until
 from tests.pipeline.publishing_child import AS_OF, columns, recommendations
 from tests.pipeline.test_publication import NAME, same_rows, versions_on_disk, view
@@ -41,11 +42,26 @@ TIMEOUT_S = 120.0
 
 
 @contextmanager
-def publishing_process(engine: Engine, rows: int) -> Iterator[subprocess.Popen[str]]:
-    """The child publishing ``rows`` rows as the next version of NAME; killed if still alive at exit."""
+def publishing_process(
+    engine: Engine, rows: int, as_of: datetime = AS_OF, pause: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """The child publishing ``rows`` rows as the next version of NAME; killed if still alive at exit.
+
+    With ``pause`` it waits after ``writing …`` until :func:`resume`.
+    """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.pipeline.publishing_child", url_of(engine), NAME, str(rows)],
+        [
+            sys.executable,
+            "-m",
+            "tests.pipeline.publishing_child",
+            url_of(engine),
+            NAME,
+            str(rows),
+            as_of.isoformat(),
+            *(["--pause"] if pause else []),
+        ],
         cwd=REPO,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -57,8 +73,16 @@ def publishing_process(engine: Engine, rows: int) -> Iterator[subprocess.Popen[s
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=30)
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stdin is not None
         proc.stdout.close()
+        proc.stdin.close()
+
+
+def resume(proc: subprocess.Popen[str]) -> None:
+    """Let a paused child write its rows."""
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
 
 
 def url_of(engine: Engine) -> str:
@@ -124,11 +148,20 @@ def test_writer_killed_while_writing_rows_leaves_the_previous_version(db_engine:
     # The write was one transaction: it died with the writer, nothing is left half-written.
     assert versions_on_disk(db_engine) == ["recs__v1"]
 
+    if db_engine.dialect.name == "postgresql":
+        # The server ends the dead writer's session (and frees its lock) once it sees the socket closed.
+        wait_until(lambda: not backend_activity(db_engine, "COPY %"), TIMEOUT_S, "the COPY to end")
     second = recommendations(500, seed=2)
     published = publish_frame(db_engine, NAME, second, columns())
-    assert published.version == 2
     same_rows(view(db_engine), second)
-    assert versions_on_disk(db_engine) == ["recs__v1", "recs__v2"]
+    states = {record.version: record.state for record in list_versions(db_engine, NAME)}
+    if db_engine.dialect.name == "postgresql":
+        # The dead writer had reserved number 2 (committed at once): recorded as abandoned, not reused.
+        assert (published.version, states) == (3, {1: "published", 2: "abandoned", 3: "served"})
+    else:
+        # SQLite: reservation, rows and switch were one transaction, gone with the writer.
+        assert (published.version, states) == (2, {1: "published", 2: "served"})
+    assert versions_on_disk(db_engine) == ["recs__v1", f"recs__v{published.version}"]
 
 
 @pytest.mark.postgres
@@ -137,9 +170,14 @@ def test_writer_killed_before_the_switch_leaves_an_orphan_the_next_publication_d
 ) -> None:
     first = recommendations(1000)
     publish_frame(postgres_engine, NAME, first, columns(), as_of=AS_OF)
-    with postgres_engine.connect() as holder, publishing_process(postgres_engine, 200_000) as proc:
+    with (
+        postgres_engine.connect() as holder,
+        publishing_process(postgres_engine, 200_000, pause=True) as proc,
+    ):
+        wait_for_line(proc, f"writing {NAME}__v2")
         # The switch transaction takes this lock first; holding it stops the writer right there.
         holder.execute(sa.text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": NAME})
+        resume(proc)
         wait_until(
             lambda: ("active", "Lock") in backend_activity(postgres_engine, "%pg_advisory_xact_lock%"),
             TIMEOUT_S,
@@ -156,3 +194,5 @@ def test_writer_killed_before_the_switch_leaves_an_orphan_the_next_publication_d
     assert published.version == 3
     assert versions_on_disk(postgres_engine) == ["recs__v1", "recs__v3"]
     assert len(view(postgres_engine)) == 300
+    states = {record.version: record.state for record in list_versions(postgres_engine, NAME)}
+    assert states == {1: "published", 2: "abandoned", 3: "served"}
