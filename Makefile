@@ -45,9 +45,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Refreshes research.executed.ipynb (the notebook run on the tiny twin, outputs kept) after editing research.ipynb.
+# Refreshes research.executed.ipynb (the notebook run on the small twin, outputs kept) after editing research.ipynb.
 notebook: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m recsys.experiments.notebook --scale $${NOTEBOOK_SCALE:-tiny}
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m recsys.experiments.notebook --scale $${NOTEBOOK_SCALE:-small}
 
 clean-data:
 	rm -rf data

@@ -112,9 +112,9 @@ def refresh(scale: str, output: Path = EXECUTED) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m recsys.experiments.notebook [--scale tiny]``."""
+    """``python -m recsys.experiments.notebook [--scale small]``."""
     parser = argparse.ArgumentParser(description="Refresh research.executed.ipynb.")
-    parser.add_argument("--scale", default="tiny", help="synthetic twin to run on (tiny, small, full)")
+    parser.add_argument("--scale", default="small", help="synthetic twin to run on (tiny, small, full)")
     arguments = parser.parse_args(argv)
     path = refresh(arguments.scale)
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:.2f} MB)")
