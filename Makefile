@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 RECTOOLS_VENV ?= .venv-rectools
 RECTOOLS_STAMP := $(RECTOOLS_VENV)/.installed
 
-.PHONY: venv venv-rectools demo serve test lint clean-data
+.PHONY: venv venv-rectools demo serve test lint notebook clean-data
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Refreshes research.executed.ipynb (the notebook run on the small twin, outputs kept) after editing research.ipynb.
+notebook: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m recsys.experiments.notebook --scale $${NOTEBOOK_SCALE:-small}
 
 clean-data:
 	rm -rf data

@@ -1,16 +1,19 @@
 """The ``recsys`` command line: data generation, loading and preparation, and the demo.
 
-Every command reads the project settings (environment / ``.env``) and prints what it did.
+Every command reads the project settings (environment / ``.env``) and prints what it did; the
+core's progress lines (stage start and finish, training iterations) are shown as they are logged.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,6 +30,15 @@ publish_app = typer.Typer(
 )
 app.add_typer(publish_app, name="publish")
 console = Console(stderr=True)
+
+
+@app.callback()
+def _show_progress() -> None:
+    """Show the core's INFO log lines (progress of long work) on the console, once per process."""
+    package = logging.getLogger("recsys")
+    package.setLevel(logging.INFO)
+    if not any(isinstance(handler, RichHandler) for handler in package.handlers):
+        package.addHandler(RichHandler(console=console, show_path=False, markup=False))
 
 
 def _fail(message: str) -> typer.Exit:
@@ -108,9 +120,7 @@ def pipeline_list() -> None:
 
 
 def run_pipeline(settings: Settings, stages: list[str] | None, moment: datetime | None) -> None:
-    """Run the chosen stages (all by default) and print a line per stage."""
-    import time
-
+    """Run the chosen stages (all by default): a line per stage, then the stage's own progress lines."""
     from recsys.pipeline.stages import STAGES, RunContext
 
     chosen = stages or list(STAGES)
@@ -120,13 +130,11 @@ def run_pipeline(settings: Settings, stages: list[str] | None, moment: datetime 
     context = RunContext(settings, moment or datetime.now(UTC).replace(tzinfo=None))
     for number, name in enumerate(chosen, start=1):
         console.print(f"[bold][{number}/{len(chosen)}][/] {name}…")
-        started = time.perf_counter()
         context.summary = {}
         try:
-            summary = STAGES[name](context)
+            STAGES[name](context)  # logs its time and summary
         except (ValueError, LookupError, RuntimeError) as exc:
             raise _fail(f"stage {name} failed: {exc}") from exc
-        console.print(f"      done in {time.perf_counter() - started:.1f} s: {summary}", highlight=False)
 
 
 @publish_app.command("versions")

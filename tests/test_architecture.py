@@ -15,7 +15,7 @@ PACKAGE = ROOT / "recsys"
 
 # Sub-packages from the bottom up: a module may import from its own layer and the ones below.
 LAYERS: list[set[str]] = [
-    {"config", "storage"},
+    {"config", "storage", "progress"},
     {"data"},
     {"models"},
     {"evaluation"},

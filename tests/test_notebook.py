@@ -1,34 +1,30 @@
-"""``research.ipynb`` runs headless, top to bottom, and logs the expected MLflow runs.
+"""``research.ipynb`` runs headless, top to bottom, and logs the expected MLflow runs; its
+executed copy ``research.executed.ipynb`` shows the same cells with their outputs.
 
-The notebook is executed with papermill on a kernel spec installed for this test that points
-at the running interpreter (the project's venv), on the ``tiny`` twin in a temporary data
-folder and with MLflow tracking into a temporary SQLite store.
+The notebook is executed with papermill (``recsys.experiments.notebook``, what ``make notebook``
+runs) on a kernel spec that points at the running interpreter (the project's venv), on the
+``tiny`` twin in a temporary data folder and with MLflow tracking into a temporary SQLite store.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 from mlflow import MlflowClient
 
+from recsys.experiments.notebook import EXECUTED, INJECTED_TAG, NOTEBOOK, execute
 from tests.experiments.helpers import MODEL_FILES, artifact_paths
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "research.ipynb"
-KERNEL = "recsys-test-venv"
 EXPERIMENT = "notebook_test"
 MODELS = ("popular", "als", "i2i", "two_stage")
 SEGMENTS = ("cold", "light", "heavy", "all")
-CELL_TIMEOUT_S = 300
+# The executed copy is committed: it stays small enough to diff and to open in a browser.
+EXECUTED_MAX_BYTES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -45,39 +41,16 @@ class Executed:
 def executed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executed]:
     """Run the notebook once for all tests of this module."""
     tmp = tmp_path_factory.mktemp("notebook")
-    jupyter = tmp / "jupyter"
-    subprocess.run(
-        [sys.executable, "-m", "ipykernel", "install", "--prefix", str(jupyter), "--name", KERNEL],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
     data_dir = tmp / "data"
     tracking_uri = f"sqlite:///{tmp / 'mlflow' / 'mlflow.sqlite3'}"
     (tmp / "mlflow").mkdir()
-    with pytest.MonkeyPatch.context() as env:
-        for name in [name for name in os.environ if name.startswith("RECSYS_")]:
-            env.delenv(name)  # the parameters and defaults alone decide; no .env in the working folder
-        env.setenv("JUPYTER_PATH", str(jupyter / "share" / "jupyter"))
-        env.setenv("OPENBLAS_NUM_THREADS", "1")
-        env.setenv("IPYTHONDIR", str(tmp / "ipython"))
-        started = time.perf_counter()
-        notebook = papermill.execute_notebook(
-            str(NOTEBOOK),
-            str(tmp / "executed.ipynb"),
-            parameters={
-                "SCALE": "tiny",
-                "DATA_DIR": str(data_dir),
-                "TRACKING_URI": tracking_uri,
-                "EXPERIMENT": EXPERIMENT,
-            },
-            kernel_name=KERNEL,
-            cwd=str(tmp),
-            progress_bar=False,
-            start_timeout=120,
-            execution_timeout=CELL_TIMEOUT_S,
-        )
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    notebook = execute(
+        tmp / "executed.ipynb",
+        tmp,  # no .env in the working folder: the parameters and defaults alone decide
+        {"SCALE": "tiny", "DATA_DIR": str(data_dir), "TRACKING_URI": tracking_uri, "EXPERIMENT": EXPERIMENT},
+    )
+    seconds = time.perf_counter() - started
     yield Executed(notebook, seconds, tracking_uri, data_dir)
 
 
@@ -91,12 +64,35 @@ def test_notebook_in_git_has_no_outputs_and_a_parameters_cell() -> None:
         assert f"{name} = " in tagged[0].source
 
 
+def images(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
+    return [output for output in outputs if "image/png" in output.get("data", {})]
+
+
+def test_executed_copy_shows_the_notebook_as_it_is_with_its_outputs() -> None:
+    source = nbformat.read(NOTEBOOK, as_version=4)
+    executed = nbformat.read(EXECUTED, as_version=4)
+    kept = [cell for cell in executed.cells if INJECTED_TAG not in cell.metadata.get("tags", [])]
+    assert [(cell.cell_type, cell.source) for cell in kept] == [
+        (cell.cell_type, cell.source) for cell in source.cells
+    ], f"{EXECUTED.name} is out of date with {NOTEBOOK.name}: run `make notebook`"
+    code = [cell for cell in kept if cell.cell_type == "code"]
+    # Run top to bottom in one go, without an error.
+    assert [cell.execution_count for cell in code] == sorted(c.execution_count for c in code)
+    assert all(cell.execution_count is not None for cell in code)
+    assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
+    assert len(images(executed)) >= 12
+    assert EXECUTED.stat().st_size < EXECUTED_MAX_BYTES
+    # Nothing of the machine it ran on: relative paths only, no timings.
+    text = EXECUTED.read_text()
+    assert "/tmp/" not in text and str(Path.home()) not in text and '"start_time"' not in text
+
+
 def test_notebook_runs_on_the_tiny_twin_and_shows_its_plots(executed: Executed) -> None:
     assert executed.seconds < 120, f"the notebook took {executed.seconds:.0f} s on the tiny twin"
     outputs = [output for cell in executed.notebook.cells for output in cell.get("outputs", [])]
     assert not [output for output in outputs if output.output_type == "error"]
-    images = [output for output in outputs if "image/png" in output.get("data", {})]
-    assert len(images) >= 12  # seven EDA plots, one per model, the comparison
+    assert len(images(executed.notebook)) >= 12  # seven EDA plots, one per model, the comparison
     text = "".join(output.get("text", "") for output in outputs)
     assert "generated the tiny synthetic twin" in text  # the data folder started empty
     assert (executed.data_dir / "recsys.sqlite3").is_file()

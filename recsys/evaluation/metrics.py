@@ -11,8 +11,14 @@ user with relevant items; a user without recommendations scores 0 (never dropped
 - ``novelty@k`` = mean over a user's top-k of −log2(users of the item / users), from the
   training interactions, averaged over users with recommendations; unseen items count as
   used by one user (RecTools' ``MeanInvUserFreq``)
-- ``item_coverage@k`` = distinct items in all top-k lists / catalogue size
-- ``user_coverage@k`` = share of test users who got at least k recommendations
+- ``item_coverage@k`` = distinct items in all top-k lists / catalogue size (RecTools'
+  ``CatalogCoverage(k, normalize=True)``)
+- ``user_coverage@k`` = share of test users who got at least k recommendations. RecTools has no
+  single metric for this: its ``CoveredUsers`` counts a test user with at least one
+  recommendation in the top k, and ``SufficientReco`` the users *of the recommendation table*
+  with a full top k. Ours is their conjunction over the test users (a user served a short list
+  is not covered: the service would have to fill it with fallbacks), so it equals
+  ``CoveredUsers`` at k = 1 and whenever every list is full, and is lower otherwise.
 """
 
 from __future__ import annotations

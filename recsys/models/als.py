@@ -21,6 +21,7 @@ from pydantic import Field
 from recsys.models.base import ModelConfig, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.topk import top_k_per_key
+from recsys.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,13 @@ class ALSModel(Recommender):
 
     def _fit(self, data: InteractionData) -> None:
         estimator = self._estimator()
-        estimator.fit(data.matrix(), show_progress=False)
+        progress = ProgressLog(logger, self.kind, self.config.iterations)
+        # implicit calls back after each iteration (0-based) with its seconds and loss.
+        estimator.fit(
+            data.matrix(),
+            show_progress=False,
+            callback=lambda iteration, _seconds, _loss: progress.update(iteration + 1),
+        )
         if hasattr(estimator, "to_cpu"):
             estimator = estimator.to_cpu()
         self.user_factors = np.ascontiguousarray(estimator.user_factors, dtype=np.float32)

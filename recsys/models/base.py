@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 import zipfile
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
@@ -22,6 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from recsys.models.dataset import InteractionData
 from recsys.models.encoders import IdEncoder
 from recsys.storage.object_store import ObjectNotFoundError, ObjectStore
+
+logger = logging.getLogger(__name__)
 
 RECOMMENDATION_COLUMNS = ["user_id", "item_id", "score", "rank"]
 
@@ -66,8 +70,17 @@ class Recommender(ABC):
 
     def fit(self, data: InteractionData) -> Self:
         """Train on a window of interactions."""
+        started = time.perf_counter()
         self._fit(data)
         self.users, self.items, self.trained_until = data.users, data.item_codes, data.now
+        logger.info(
+            "%s fitted in %.1f s on %d interactions of %d users and %d items",
+            self.kind,
+            time.perf_counter() - started,
+            len(data.interactions),
+            data.n_users,
+            data.n_items,
+        )
         return self
 
     def recommend(self, user_ids: npt.ArrayLike, data: InteractionData, k: int) -> pd.DataFrame:

@@ -40,6 +40,7 @@ from recsys.models.itemknn import ItemKNNConfig, ItemKNNModel
 from recsys.models.popular import PopularConfig, PopularModel
 from recsys.models.ranking_features import RankingFeatures
 from recsys.models.topk import top_k_per_key
+from recsys.progress import ProgressLog
 from recsys.storage.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ logger = logging.getLogger(__name__)
 # Label of an add-to-cart pair (a purchase is 2, a view ``view_label`` < 1): a label at least
 # this marks the pairs the evaluation counts as relevant.
 CART_LABEL = 1.0
+# The validation metric that chooses the number of trees.
+VALIDATION_METRIC = "NDCG:top=10"
+# The probe ranker stops after this many trees without a better validation NDCG.
+EARLY_STOPPING_ROUNDS = 100
 
 
 class CatBoostConfig(ModelConfig):
@@ -210,6 +215,15 @@ class TwoStageModel(Recommender):
         for number in range(self.config.label_windows):
             label_end = data.now - pd.Timedelta(days=number * self.config.label_days)
             window = self._label_window(data, label_end)
+            logger.info(
+                "ranker: label window %d/%d ending %s: %s",
+                number + 1,
+                self.config.label_windows,
+                label_end,
+                "no label pairs, skipped"
+                if window is None
+                else f"{len(window)} candidate rows of {window['user_id'].nunique()} users",
+            )
             if window is not None:
                 windows.append(
                     window.assign(window=number, group=f"{number}:" + window["user_id"].astype(str))
@@ -232,7 +246,7 @@ class TwoStageModel(Recommender):
         iterations, validation_ndcg = self._choose_iterations(train)
         settings = self.config.ranker.model_dump() | {"iterations": iterations}
         self.ranker = CatBoostRanker(**settings, verbose=False, allow_writing_files=False)
-        self.ranker.fit(self._pool(train))
+        self.ranker.fit(self._pool(train), callbacks=[_CatBoostProgress("ranker", iterations)])
         self.training_report = {
             "label_windows": float(len(windows)),
             "label_pairs": float(label_pairs),
@@ -244,6 +258,7 @@ class TwoStageModel(Recommender):
             "validation_ndcg": validation_ndcg,
         }
         logger.info("ranker trained: %s", self.training_report)
+        logger.info("ranker: refitting the candidate models on the whole window")
         self._fit_candidate_models(data)
 
     def _pool(self, frame: pd.DataFrame) -> Pool:
@@ -263,7 +278,7 @@ class TwoStageModel(Recommender):
             return self.config.ranker.iterations, float("nan")
         probe = CatBoostRanker(
             **self.config.ranker.model_dump(),
-            eval_metric="NDCG:top=10",
+            eval_metric=VALIDATION_METRIC,
             verbose=False,
             allow_writing_files=False,
         )
@@ -271,14 +286,23 @@ class TwoStageModel(Recommender):
             self._pool(train[~newest]),
             eval_set=self._pool(validation),
             use_best_model=False,
-            early_stopping_rounds=100,
+            early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+            callbacks=[_CatBoostProgress("ranker validation", self.config.ranker.iterations)],
         )
-        curves = probe.get_evals_result()["validation"]
-        ndcg = next(values for name, values in curves.items() if name.startswith("NDCG"))
+        ndcg = _validation_ndcg(probe.get_evals_result())
+        if len(ndcg) < self.config.ranker.iterations:
+            logger.info(
+                "ranker validation: stopped after %d trees (no better validation NDCG@10 in the last %d)",
+                len(ndcg),
+                EARLY_STOPPING_ROUNDS,
+            )
         # A validation of a few dozen users is noisy from one tree to the next: the peak of the
         # curve's moving average is a steadier choice than its single highest point.
         smoothed = pd.Series(ndcg).rolling(self.config.iteration_smoothing, center=True, min_periods=1).mean()
         best = int(smoothed.to_numpy().argmax())
+        logger.info(
+            "ranker: %d trees chosen (smoothed validation NDCG@10 %.4f)", best + 1, smoothed.iloc[best]
+        )
         return best + 1, float(smoothed.iloc[best])
 
     # -- serving ----------------------------------------------------------------------------
@@ -324,3 +348,21 @@ class TwoStageModel(Recommender):
         self.itemknn = ItemKNNModel.load(store, f"{prefix}/itemknn")
         self.i2i = ItemToItemModel.load(store, f"{prefix}/i2i")
         self.popular = PopularModel.load(store, f"{prefix}/popular")
+
+
+def _validation_ndcg(metrics: dict[str, dict[str, list[float]]]) -> list[float]:
+    """The validation NDCG curve (one value per tree) of CatBoost's evaluation results."""
+    validation = metrics.get("validation", {})
+    return next((values for name, values in validation.items() if name.startswith("NDCG")), [])
+
+
+class _CatBoostProgress:
+    """CatBoost training callback: rate-limited progress lines with the validation NDCG@10, if any."""
+
+    def __init__(self, task: str, iterations: int) -> None:
+        self.log = ProgressLog(logger, task, iterations)
+
+    def after_iteration(self, info: Any) -> bool:
+        ndcg = _validation_ndcg(info.metrics)
+        self.log.update(info.iteration, f"validation NDCG@10 {ndcg[-1]:.4f}" if ndcg else "")
+        return True  # go on training

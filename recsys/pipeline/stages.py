@@ -8,7 +8,9 @@ the prepared tables, save models to the object store and publish tables atomical
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,7 +95,15 @@ class RunContext:
         days = self.settings.training_window_days
         since = None if days is None else (end - pd.Timedelta(days=days)).to_pydatetime()
         frame = read_interactions(self.engine, since=since, before=end.to_pydatetime())
-        return InteractionData.build(frame, read_items(self.engine), now=end)
+        window = InteractionData.build(frame, read_items(self.engine), now=end)
+        logger.info(
+            "training window until %s: %d interactions of %d users and %d items",
+            end,
+            len(frame),
+            window.n_users,
+            window.n_items,
+        )
+        return window
 
     def active_users(self) -> np.ndarray:
         """Users with an event in the last ``active_user_days`` of the window."""
@@ -286,3 +296,23 @@ STAGES: dict[str, Callable[[RunContext], dict[str, Any]]] = {
     "prepare_similar_items": prepare_similar_items,
     "train_ranking_model_and_rank_recommendations": train_ranking_model_and_rank_recommendations,
 }
+
+
+def _logged(
+    name: str, stage: Callable[[RunContext], dict[str, Any]]
+) -> Callable[[RunContext], dict[str, Any]]:
+    """The stage with a start and a finish line (seconds taken, its summary with row counts) in the log."""
+
+    @functools.wraps(stage)
+    def run(ctx: RunContext) -> dict[str, Any]:
+        logger.info("stage %s started for the moment %s", name, ctx.moment)
+        started = time.perf_counter()
+        summary = stage(ctx)
+        logger.info("stage %s finished in %.1f s: %s", name, time.perf_counter() - started, summary)
+        return summary
+
+    return run
+
+
+# The CLI and the Airflow tasks run the stages through here, so both show the same progress lines.
+STAGES = {name: _logged(name, stage) for name, stage in STAGES.items()}

@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.evaluation.metrics import item_coverage, novelty_per_user, ranking_metrics_per_user, user_coverage
+from recsys.evaluation.metrics import (
+    item_coverage,
+    novelty_per_user,
+    ranking_metrics_per_user,
+    recommended_per_user,
+    user_coverage,
+)
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,3 +108,28 @@ def test_metrics_agree_with_rectools(tmp_path: Path, seed: int) -> None:
         novelty = novelty_per_user(reco, train, k)
         theirs = pd.Series(reference[f"novelty@{k}"]).rename(index=int).sort_index()
         np.testing.assert_allclose(novelty.sort_index().to_numpy(), theirs.to_numpy(), rtol=1e-9)
+
+        # Item coverage is RecTools' CatalogCoverage(normalize=True) over the same catalogue.
+        catalogue_size = train["item_id"].nunique()
+        assert item_coverage(reco, k, catalogue_size) == pytest.approx(
+            reference[f"item_coverage@{k}"], rel=1e-12
+        )
+
+        # User coverage counts a test user with a full top k: RecTools' CoveredUsers (a non-empty
+        # top k, over the test users) and SufficientReco (a full top k, over the recommended users) both.
+        test_users = relevant["user_id"].unique()
+        covered = pd.Series(reference[f"covered_users@{k}"]).rename(index=int)
+        sufficient = pd.Series(reference[f"sufficient_reco@{k}"]).rename(index=int)
+        assert sorted(covered.index) == sorted(test_users)
+        both = covered.reindex(test_users) * sufficient.reindex(test_users, fill_value=0)
+        assert user_coverage(reco, test_users, k) == pytest.approx(both.mean(), rel=1e-12)
+        served = recommended_per_user(reco, k) >= k
+        pd.testing.assert_series_equal(
+            served.astype(int).reindex(sufficient.index, fill_value=0).sort_index(),
+            sufficient.sort_index(),
+            check_names=False,
+        )
+        if k == 1:  # a non-empty top 1 is a full one: here the definitions coincide
+            assert user_coverage(reco, test_users, k) == pytest.approx(covered.mean(), rel=1e-12)
+        else:  # lists of 1 to 14 items: some test users have a short top k, which CoveredUsers counts
+            assert user_coverage(reco, test_users, k) < covered.mean()

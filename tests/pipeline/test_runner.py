@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -116,3 +117,25 @@ def test_personalized_before_training_names_the_stage_to_run(project: Path) -> N
     assert "[1/2] prepare_dataset" in flat
     assert "stage prepare_personalized_recommendations failed: no als model has been published" in flat
     assert "run stage train_als_model (DAG 2_train_als_model) first" in flat
+
+
+def test_stages_show_their_progress_on_the_console(project: Path) -> None:
+    assert invoke("data", "load").exit_code == 0
+    result = invoke(
+        "pipeline", "run", "--moment", MOMENT, "--stage", "prepare_dataset", "--stage", "train_als_model"
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    flat = words(result)
+    assert f"stage prepare_dataset started for the moment {datetime.fromisoformat(MOMENT)}" in flat
+    prepared = re.search(
+        r"stage prepare_dataset finished in \d+\.\d s: "
+        r"\{'items': (\d+), 'interactions': (\d+), 'users': (\d+)\}",
+        flat,
+    )
+    assert prepared is not None and all(int(count) > 0 for count in prepared.groups()), flat
+    assert re.search(r"training window until \S+ \S+: \d+ interactions of \d+ users and \d+ items", flat)
+    # ALS is fitted twice (on the window minus the validation days, then on all of it).
+    assert flat.count("als: iteration 1/15, elapsed") == 2
+    assert flat.count("als: iteration 15/15, elapsed") == 2
+    assert re.search(r"stage train_als_model finished in \d+\.\d s: \{'promoted': True", flat)
+    assert flat.index("[2/2] train_als_model") < flat.index("stage train_als_model started")
