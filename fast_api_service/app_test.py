@@ -25,6 +25,8 @@ from typing import Any
 
 import requests
 
+from recsys.service.fallbacks import FallbackReason
+
 DEFAULT_LOG = Path(__file__).resolve().parent / "test_service.log"
 OFFLINE_SOURCES = {"ranked", "als", "i2i"}
 
@@ -97,7 +99,7 @@ class Checker:
         self.expect(
             body["sources"] == ["default"], f"a cold user should get default items, got {body['sources']}"
         )
-        self.expect("cold_user" in body["fallbacks"], "the cold_user fallback is not reported")
+        self.expect(FallbackReason.COLD_USER in body["fallbacks"], "the cold_user fallback is not reported")
         self.expect(len(body["items"]) == self.k, f"expected {self.k} items")
 
     def find_user_with_history(self, limit: int) -> int:
@@ -105,7 +107,7 @@ class Checker:
             body = self.session.get(
                 f"{self.base_url}/recommendations/users/{user}", params={"k": 1}, timeout=30
             ).json()
-            if "cold_user" not in body["fallbacks"] and OFFLINE_SOURCES & set(body["sources"]):
+            if FallbackReason.COLD_USER not in body["fallbacks"] and OFFLINE_SOURCES & set(body["sources"]):
                 return user
         raise ScenarioError(f"no user with personalised recommendations among ids 0..{limit - 1}")
 

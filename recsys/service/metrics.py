@@ -39,20 +39,9 @@ from prometheus_client import (
 )
 
 from recsys.data.schema import EVENT_TYPES
+from recsys.service.fallbacks import FallbackReason
 
 REQUEST_KINDS = ("default", "personalized", "online")
-FALLBACK_REASONS = (
-    # No offline list for the user: the popular items are the base list.
-    "cold_user",
-    # The user has ALS (or offline i2i) recommendations but no ranked ones.
-    "no_ranked_recommendations",
-    # The online events could not be read: the answer is offline only.
-    "database_unavailable",
-    # Online and offline lists together had fewer than k items: popular items completed them.
-    "filled_with_default",
-    # Online i2i asked for a user without online events (or whose items have no neighbours).
-    "no_online_events",
-)
 RELOAD_OUTCOMES = ("changed", "unchanged", "failed")
 # Request latency buckets: most answers take milliseconds, so the low end is fine-grained
 # enough for a meaningful p95.
@@ -108,11 +97,11 @@ class ServiceMetrics:
             "recsys_recommendation_fallbacks_total",
             "Recommendation answers that fell back, by reason",
             "reason",
-            FALLBACK_REASONS,
+            tuple(FallbackReason),
         )
         # Looked up once: ``labels()`` costs microseconds on every request.
         self._requests_by_kind = {kind: self.requests.labels(kind) for kind in REQUEST_KINDS}
-        self._fallbacks_by_reason = {reason: self.fallbacks.labels(reason) for reason in FALLBACK_REASONS}
+        self._fallbacks_by_reason = {reason: self.fallbacks.labels(reason) for reason in FallbackReason}
         self.events = self._counter(
             "recsys_online_events_recorded_total", "Online events stored, by event type", "event", EVENT_TYPES
         )
@@ -158,7 +147,7 @@ class ServiceMetrics:
             counter.labels(value)
         return counter
 
-    def count_request(self, kind: str, fallbacks: list[str]) -> None:
+    def count_request(self, kind: str, fallbacks: list[FallbackReason]) -> None:
         """One recommendation request of ``kind`` and the fallbacks its answer took."""
         self._requests_by_kind[kind].inc()
         for reason in fallbacks:

@@ -48,6 +48,7 @@ from recsys.service.blending import (
     sources_of,
 )
 from recsys.service.events import OnlineEvent, OnlineEventsRepository, UserActivity
+from recsys.service.fallbacks import FallbackReason
 from recsys.service.metrics import ServiceMetrics
 from recsys.service.settings import ServiceSettings
 from recsys.service.store import Candidates, GroupedLists, RecommendationStore, load_store
@@ -103,7 +104,7 @@ class RecommendationResult:
 
     items: list[Recommendation]
     sources: list[str]
-    fallbacks: list[str] = field(default_factory=list)
+    fallbacks: list[FallbackReason] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class HealthReport:
     store_bytes: int
 
 
-class DatabaseStatus:
+class DatabaseRetryTracker:
     """Whether the database answered lately; after a failure, calls pause for ``retry_seconds``.
 
     Updates are single attribute writes, so concurrent threads need no lock: the worst case
@@ -192,7 +193,7 @@ class RecommendationService:
         self.activity = OnlineActivityCache(settings.online_events_limit)
         # Per user with online events: (activity, similar items, online i2i list) last computed.
         self._online_memo: dict[int, tuple[UserActivity, GroupedLists, Candidates]] = {}
-        self.database = DatabaseStatus(settings.database_retry_seconds)
+        self.database = DatabaseRetryTracker(settings.database_retry_seconds)
         self.i2i_config = ItemToItemConfig()
         self._store = RecommendationStore.empty()
         self._reload_lock = threading.Lock()
@@ -302,7 +303,7 @@ class RecommendationService:
         Unknown users get the popular items (fallback ``cold_user``).
         """
         store = self._ready_store(k, "personalized")
-        fallbacks: list[str] = []
+        fallbacks: list[FallbackReason] = []
         history = self._history(store, user_id)
         offline = self._offline_list(store, user_id, history, fallbacks)
         fallbacks.extend(self._online_fallbacks())
@@ -315,7 +316,7 @@ class RecommendationService:
         items = blend(neighbours, offline, [default], k, self.settings.online_share)
         sources = sources_of(items)
         if offline.source != "default" and "default" in sources:
-            fallbacks.append("filled_with_default")
+            fallbacks.append(FallbackReason.FILLED_WITH_DEFAULT)
         self.metrics.count_request("personalized", fallbacks)
         return RecommendationResult(items, sources, fallbacks)
 
@@ -326,7 +327,7 @@ class RecommendationService:
         neighbours = self._online_candidates(user_id, self.activity.get(user_id), store)
         items = as_recommendations(neighbours, k)
         if not items and not fallbacks:
-            fallbacks.append("no_online_events")
+            fallbacks.append(FallbackReason.NO_ONLINE_EVENTS)
         self.metrics.count_request("online", fallbacks)
         return RecommendationResult(items, sources_of(items), fallbacks)
 
@@ -376,7 +377,7 @@ class RecommendationService:
         return UserActivity(items[: self.i2i_config.n_recent], np.sort(items[bought]))
 
     def _offline_list(
-        self, store: RecommendationStore, user_id: int, history: UserActivity, fallbacks: list[str]
+        self, store: RecommendationStore, user_id: int, history: UserActivity, fallbacks: list[FallbackReason]
     ) -> Candidates:
         """The user's published list, else neighbours of their history, else the popular items
         (the only case that is a ``cold_user``)."""
@@ -384,19 +385,19 @@ class RecommendationService:
             found = store.lists(table).get(user_id, source)
             if found is not None:
                 if table is not RANKED_RECOMMENDATIONS:
-                    fallbacks.append("no_ranked_recommendations")
+                    fallbacks.append(FallbackReason.NO_RANKED_RECOMMENDATIONS)
                 return found
         if history.recent.size:
-            fallbacks.append("no_ranked_recommendations")
+            fallbacks.append(FallbackReason.NO_RANKED_RECOMMENDATIONS)
             return online_i2i(history, store.lists(SIMILAR_ITEMS), self.i2i_config, HISTORY_I2I)
-        fallbacks.append("cold_user")
+        fallbacks.append(FallbackReason.COLD_USER)
         return store.default()
 
-    def _online_fallbacks(self) -> list[str]:
+    def _online_fallbacks(self) -> list[FallbackReason]:
         """``database_unavailable`` while the online events in memory may miss recent ones."""
         if self.activity.loaded and self.database.reachable:
             return []
-        return ["database_unavailable"]
+        return [FallbackReason.DATABASE_UNAVAILABLE]
 
     def refresh_online_events(self) -> None:
         """Read the online events recorded since the last refresh (all of them the first time).

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from recsys.service.fallbacks import FallbackReason
 from recsys.storage.database import create_db_engine
 from tests.service.conftest import API_KEY, LiveService, PublishedData
 
@@ -71,7 +72,7 @@ def test_unknown_user_gets_default_recommendations(
     assert response.status_code == 200
     body = response.json()
     assert body["sources"] == ["default"]
-    assert body["fallbacks"] == ["cold_user"]
+    assert body["fallbacks"] == [FallbackReason.COLD_USER]
     expected = published_data.tables["default_recommendations"].sort_values("rank")["item_id"].tolist()
     assert [i["item_id"] for i in body["items"]] == expected[:5]
 
@@ -111,14 +112,14 @@ def test_cold_user_with_online_events_gets_online_and_default(
     post_events(service, user, [published_data.item_with_neighbours(7)])
     body = service.client().get(f"/recommendations/users/{user}", params={"k": 10}).json()
     assert body["sources"] == ["online_i2i", "default"]
-    assert body["fallbacks"] == ["cold_user"]
+    assert body["fallbacks"] == [FallbackReason.COLD_USER]
     assert len(body["items"]) == 10
 
 
 def test_online_recommendations_without_events_are_empty(service: LiveService) -> None:
     body = service.client().get(f"/recommendations/users/{fresh_user()}/online").json()
     assert body["items"] == []
-    assert body["fallbacks"] == ["no_online_events"]
+    assert body["fallbacks"] == [FallbackReason.NO_ONLINE_EVENTS]
 
 
 def test_similar_items(service: LiveService, published_data: PublishedData) -> None:

@@ -22,10 +22,11 @@ from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_
 from recsys.publishing.catalogue import CATALOGUE
 from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
+from recsys.service.fallbacks import FallbackReason
 from recsys.service.metrics import ServiceMetrics, memory_limit_bytes
 from recsys.service.service import (
     K_BOUNDING_TABLES,
-    DatabaseStatus,
+    DatabaseRetryTracker,
     DatabaseUnavailableError,
     RecommendationService,
     TooManyItemsError,
@@ -251,24 +252,31 @@ def core(small_db: Engine) -> RecommendationService:
     return started
 
 
+FILLED = FallbackReason.FILLED_WITH_DEFAULT
+
+
 @pytest.mark.parametrize(
     ("user", "expected", "sources", "fallbacks"),
     [
-        (1, [10, 11, 50, 51, 52], ["ranked", "default"], ["filled_with_default"]),
-        (2, [20, 50, 51], ["als", "default"], ["no_ranked_recommendations", "filled_with_default"]),
-        (3, [30, 50, 51], ["i2i", "default"], ["no_ranked_recommendations", "filled_with_default"]),
-        (4, [50, 51, 52], ["default"], ["cold_user"]),
+        (1, [10, 11, 50, 51, 52], ["ranked", "default"], [FILLED]),
+        (2, [20, 50, 51], ["als", "default"], [FallbackReason.NO_RANKED_RECOMMENDATIONS, FILLED]),
+        (3, [30, 50, 51], ["i2i", "default"], [FallbackReason.NO_RANKED_RECOMMENDATIONS, FILLED]),
+        (4, [50, 51, 52], ["default"], [FallbackReason.COLD_USER]),
         # Neighbours of the history, then popular items but the one bought before.
         (
             5,
             [40, 41, 51, 52],
             ["history_i2i", "default"],
-            ["no_ranked_recommendations", "filled_with_default"],
+            [FallbackReason.NO_RANKED_RECOMMENDATIONS, FILLED],
         ),
     ],
 )
 def test_offline_chain_and_fallbacks(
-    core: RecommendationService, user: int, expected: list[int], sources: list[str], fallbacks: list[str]
+    core: RecommendationService,
+    user: int,
+    expected: list[int],
+    sources: list[str],
+    fallbacks: list[FallbackReason],
 ) -> None:
     result = core.personalized(user, len(expected))
     # Unavailable item 99 never shows, not even from the default list.
@@ -387,17 +395,17 @@ def test_unreachable_database_keeps_the_store_and_pauses_online_reads(core: Reco
     assert core.store is store
     assert core.last_reload_error == "OperationalError"
     result = core.personalized(1, 2)
-    assert (ids(result.items), result.fallbacks) == ([10, 11], ["database_unavailable"])
+    assert (ids(result.items), result.fallbacks) == ([10, 11], [FallbackReason.DATABASE_UNAVAILABLE])
     health = core.health()
     assert (health.status, health.ready, health.database_reachable) == ("degraded", True, False)
     with pytest.raises(DatabaseUnavailableError, match="the event was not recorded"):
         core.record_event(1, 10, "view", None)
 
 
-def test_database_status_pauses_after_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_retry_tracker_pauses_after_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [100.0]
     monkeypatch.setattr("recsys.service.service.time.monotonic", lambda: clock[0])
-    status = DatabaseStatus(retry_seconds=5)
+    status = DatabaseRetryTracker(retry_seconds=5)
     assert status.should_try() and status.reachable
     status.failed(sa.exc.OperationalError("SELECT 1", {}, Exception("down")))
     assert not status.should_try() and not status.reachable and status.last_error == "OperationalError"
@@ -473,8 +481,8 @@ def test_every_user_with_history_is_answered_personally(sqlite_copy: str) -> Non
     without_list = [int(user) for user in users if int(user) not in ranked]
     assert without_list, "the twin should have users outside the active days"
     answers = [service.personalized(int(user), 10) for user in users]
-    assert not [a for a in answers if "cold_user" in a.fallbacks]
+    assert not [a for a in answers if FallbackReason.COLD_USER in a.fallbacks]
     from_history = [service.personalized(user, 10) for user in without_list]
     assert sum("history_i2i" in answer.sources for answer in from_history) > len(from_history) / 2
-    assert service.personalized(int(users.max()) + 1, 10).fallbacks == ["cold_user"]
+    assert service.personalized(int(users.max()) + 1, 10).fallbacks == [FallbackReason.COLD_USER]
     engine.dispose()

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from recsys.publishing.catalogue import DEFAULT_RECOMMENDATIONS
+from recsys.service.fallbacks import FallbackReason
 from recsys.service.settings import ServiceSettings
 from recsys.storage.database import create_db_engine
 from tests.helpers import scratch_database
@@ -109,7 +110,7 @@ def test_database_lost_mid_way_degrades_without_failing_reads(
         personal = client.get(f"/recommendations/users/{user}")
         assert personal.status_code == 200
         answers.append(personal.json())
-        return answers[-1]["fallbacks"] == ["database_unavailable"]
+        return answers[-1]["fallbacks"] == [FallbackReason.DATABASE_UNAVAILABLE]
 
     service.wait_until(flagged, 5, "answers flagged database_unavailable")
     for body in answers:

@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request, Security, stat
 from fastapi.security import APIKeyHeader
 
 from recsys.service.service import K_BOUNDING_TABLES, RecommendationService
-from recsys_app.models import MAX_ID
+from recsys_app.schemas import MAX_ID
 
 DEFAULT_K = 10
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from recsys_app.api.deps import ServiceDep, require_api_key
 from recsys_app.api.routes.events import AUTH_RESPONSES
-from recsys_app.models import ReloadOutcome
+from recsys_app.schemas import ReloadOutcome
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_api_key)])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, status
 
 from recsys.data.prepare import from_epoch_ms
 from recsys_app.api.deps import ServiceDep, require_api_key
-from recsys_app.models import EventIn, EventRecorded, Message
+from recsys_app.schemas import EventIn, EventRecorded, Message
 
 router = APIRouter(prefix="/events", tags=["events"], dependencies=[Depends(require_api_key)])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recsys_app.api.deps import ServiceDep
-from recsys_app.models import DatabaseStatus, Health, Readiness, TableStatus
+from recsys_app.schemas import DatabaseStatus, Health, Readiness, TableStatus
 
 router = APIRouter(tags=["health"])
 

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from recsys_app.api.deps import DEFAULT_K, ItemIdPath, KQuery, k_bounded_by, service_of
 from recsys_app.api.scalar_route import ScalarParametersRoute
-from recsys_app.models import NOT_READY_RESPONSE, Message, SimilarItems, json_response
+from recsys_app.schemas import NOT_READY_RESPONSE, Message, SimilarItems, json_response
 
 router = APIRouter(
     prefix="/items", tags=["items"], responses=NOT_READY_RESPONSE, route_class=ScalarParametersRoute

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from recsys.service.service import RecommendationResult
 from recsys_app.api.deps import DEFAULT_K, KQuery, UserIdPath, k_bounded_by, service_of
 from recsys_app.api.scalar_route import ScalarParametersRoute
-from recsys_app.models import NOT_READY_RESPONSE, DefaultRecommendations, UserRecommendations, json_response
+from recsys_app.schemas import NOT_READY_RESPONSE, DefaultRecommendations, UserRecommendations, json_response
 
 router = APIRouter(
     prefix="/recommendations",

@@ -9,6 +9,8 @@ from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import to_json
 
+from recsys.service.fallbacks import FallbackReason
+
 # Ids are stored as 64-bit integers: larger numbers are rejected with 422, not a database error.
 MAX_ID = 2**63 - 1
 # A clock slightly ahead is tolerated; an event from far in the future would stay "latest" forever.
@@ -53,10 +55,7 @@ class UserRecommendations(BaseModel):
     k: int
     items: list[RecommendedItem]
     sources: list[str] = Field(description="Sources of the items, in order of first appearance")
-    fallbacks: list[str] = Field(
-        description="Fallbacks taken: cold_user, no_ranked_recommendations, database_unavailable, "
-        "filled_with_default, no_online_events"
-    )
+    fallbacks: list[FallbackReason] = Field(description="Fallbacks taken")
 
 
 class SimilarItems(BaseModel):
