@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -38,6 +39,7 @@ from recsys_app.api.deps import K_BOUND_EXTENSION
 from recsys_app.api.main import api_router
 from recsys_app.api.routes.shop import mount_storefront
 from recsys_app.http_metrics import HttpMetricsMiddleware
+from recsys_app.input_limits import RequestBodyLimitMiddleware, invalid_request
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         description="Popular, personalised (offline + online i2i) and similar-item recommendations.",
         lifespan=lifespan,
     )
+    # Inside CORS, so that a browser can read the 413.
+    app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -141,6 +145,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     mount_storefront(app)
     # A request tries the routes in order: the API's first, then FastAPI's documentation pages.
     app.router.routes.sort(key=lambda route: not isinstance(route, APIRoute))
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(TooManyItemsError, _too_many_items)
     app.add_exception_handler(UnknownItemError, _error_handler(status.HTTP_404_NOT_FOUND))
     app.add_exception_handler(DatabaseUnavailableError, _error_handler(status.HTTP_503_SERVICE_UNAVAILABLE))

@@ -32,6 +32,9 @@ class ServiceSettings(Settings):
     # trade-off): off unless enabled, and at most this many events per visitor and minute.
     browser_events_enabled: bool = False
     browser_events_per_minute: int = Field(30, ge=1)
+    # Largest request body accepted (413 beyond): an event is about 100 bytes, and a big body
+    # would be read, parsed and validated whole before being refused.
+    max_request_body_bytes: int = Field(16_384, ge=1)
 
 
 def load_service_settings(project_root: Path) -> ServiceSettings:

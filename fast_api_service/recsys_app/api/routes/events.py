@@ -21,7 +21,20 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=EventRecorded, responses=AUTH_RESPONSES)
+BODY_TOO_LARGE: dict[int | str, dict[str, object]] = {
+    status.HTTP_413_CONTENT_TOO_LARGE: {
+        "model": Message,
+        "description": "The body is larger than the server's RECSYS_MAX_REQUEST_BODY_BYTES",
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EventRecorded,
+    responses={**AUTH_RESPONSES, **BODY_TOO_LARGE},
+)
 def record_event(service: ServiceDep, event: EventIn) -> EventRecorded:
     """Store an online event durably (every worker and the next start see it). Needs ``X-API-Key``."""
     stored = service.record_event(event.user_id, event.item_id, event.event, event.timestamp)
