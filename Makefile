@@ -39,13 +39,14 @@ serve: $(STAMP)
 		../$(BIN)/uvicorn recsys_app.recsys_app:app --port $${RECSYS_SERVICE_PORT:-8081} --host 0.0.0.0
 
 test: $(STAMP) $(RECTOOLS_STAMP)
-	bash dev_scripts/ensure_test_services.sh
+	sh dev_scripts/ensure_test_services.sh
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/shellcheck --shell=sh --external-sources dev_scripts/*.sh
 
 # Refreshes research.executed.ipynb (the notebook run on the small twin, outputs kept) after editing research.ipynb.
 notebook: $(STAMP)

@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Starts and installs what the test suite needs and the machine may lack:
 # - the PostgreSQL server (started if it is not answering);
 # - the Redis server on 127.0.0.1:6379, the Celery broker of tests/airflow/test_scheduler.py
@@ -8,22 +8,24 @@
 #   browser tests), installed when missing and we are root.
 # The S3 server (moto_server) is started by the tests themselves; hadolint and schemathesis
 # come from requirements-dev.txt.
-set -euo pipefail
+set -eu
 
-missing_packages=()
-command -v docker-compose >/dev/null || missing_packages+=(docker-compose)
-command -v prometheus >/dev/null || missing_packages+=(prometheus)
+# Debian package names (no spaces), separated by spaces.
+missing_packages=""
+command -v docker-compose >/dev/null || missing_packages="$missing_packages docker-compose"
+command -v prometheus >/dev/null || missing_packages="$missing_packages prometheus"
 # The storefront's browser tests drive Debian's chromium through its chromium-driver.
-command -v chromium >/dev/null || missing_packages+=(chromium)
-command -v chromedriver >/dev/null || missing_packages+=(chromium-driver)
-command -v redis-server >/dev/null || missing_packages+=(redis-server)
-if [ "${#missing_packages[@]}" -gt 0 ]; then
+command -v chromium >/dev/null || missing_packages="$missing_packages chromium"
+command -v chromedriver >/dev/null || missing_packages="$missing_packages chromium-driver"
+command -v redis-server >/dev/null || missing_packages="$missing_packages redis-server"
+if [ -n "$missing_packages" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        echo "installing Debian packages for the tests: ${missing_packages[*]}"
+        echo "installing Debian packages for the tests:$missing_packages"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_packages[@]}"
+        # shellcheck disable=SC2086 # one word per package
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing_packages
     else
-        echo "warning: ${missing_packages[*]} missing; their tests will skip (or fail under CI=true)"
+        echo "warning:$missing_packages missing; their tests will skip (or fail under CI=true)"
     fi
 fi
 
@@ -32,7 +34,7 @@ PGPORT_NUM="${RECSYS_TEST_PGPORT:-5432}"
 
 if command -v pg_isready >/dev/null && ! pg_isready -q -h "$PGHOST_ADDR" -p "$PGPORT_NUM"; then
     if command -v pg_ctlcluster >/dev/null; then
-        version=$(ls /etc/postgresql | sort -n | tail -n 1)
+        version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -n 1)
         echo "PostgreSQL is not answering on $PGHOST_ADDR:$PGPORT_NUM; starting cluster $version/main"
         pg_ctlcluster --skip-systemctl-redirect "$version" main start
         for _ in $(seq 1 30); do

@@ -1,7 +1,7 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # JupyterLab on the repository (research.ipynb), with the project's virtual environment as kernel.
 #
-# Usage: dev_scripts/run_jupyter_server.sh [--dry-run] [more `jupyter lab` options]
+# Usage: sh dev_scripts/run_jupyter_server.sh [--dry-run] [more `jupyter lab` options]
 #   --dry-run  print the command instead of starting the server
 #
 # Variables (from the environment, then .env; the environment wins, as in recsys.config):
@@ -9,20 +9,16 @@
 #   JUPYTER_TOKEN                login token; Jupyter makes one up and prints it when unset
 #   RECSYS_ENV_FILE              the .env file to read, default <repo>/.env
 # The notebook reads the RECSYS_* settings itself (environment and .env) when it runs.
-set -euo pipefail
+set -eu
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# .env, then what the caller exported on top of it again (the environment wins, as in recsys.config).
-if [[ -f "${RECSYS_ENV_FILE:-$ROOT/.env}" ]]; then
-    caller_env="$(export -p)"
-    # shellcheck disable=SC1090
-    set -a; source "${RECSYS_ENV_FILE:-$ROOT/.env}"; set +a
-    eval "$caller_env" || true
-fi
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=dev_scripts/common.sh
+. "$ROOT/dev_scripts/common.sh"
+load_env_file "${RECSYS_ENV_FILE:-$ROOT/.env}"
 cd "$ROOT"
 
 VENV="${RECSYS_VENV:-$ROOT/.venv}"
-[[ -x "$VENV/bin/jupyter" ]] || {
+[ -x "$VENV/bin/jupyter" ] || {
     echo "error: $VENV/bin/jupyter not found: create the environment first (make venv)" >&2
     exit 1
 }
@@ -33,22 +29,22 @@ PORT="${RECSYS_JUPYTER_PORT:-8888}"
 export JUPYTER_PATH="$VENV/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 
-command=(
-    "$VENV/bin/jupyter" lab
-    --no-browser --ip "$HOST" --port "$PORT" --ServerApp.port_retries=0
-    --ServerApp.root_dir="$ROOT"
-)
-if [[ "$(id -u)" -eq 0 ]]; then
-    command+=(--allow-root) # containers and CI run as root; Jupyter refuses that unless told
-fi
+# The command is built in the positional parameters (POSIX sh has no arrays): first the
+# caller's options without --dry-run, then what comes before them.
 dry_run=false
-for arg in "$@"; do
-    if [[ "$arg" == "--dry-run" ]]; then dry_run=true; else command+=("$arg"); fi
+for arg do
+    shift
+    if [ "$arg" = --dry-run ]; then dry_run=true; else set -- "$@" "$arg"; fi
 done
+if [ "$(id -u)" -eq 0 ]; then
+    set -- --allow-root "$@" # containers and CI run as root; Jupyter refuses that unless told
+fi
+set -- "$VENV/bin/jupyter" lab \
+    --no-browser --ip "$HOST" --port "$PORT" --ServerApp.port_retries=0 \
+    --ServerApp.root_dir="$ROOT" "$@"
 echo "JupyterLab: http://$HOST:$PORT/lab/tree/research.ipynb (log in with the token Jupyter prints below)"
-if [[ "$dry_run" == true ]]; then
-    printf '%q ' "${command[@]}"
-    echo
+if [ "$dry_run" = true ]; then
+    shell_quote "$@"
     exit 0
 fi
-exec "${command[@]}"
+exec "$@"

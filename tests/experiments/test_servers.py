@@ -1,8 +1,9 @@
 """The dev scripts that start the MLflow and Jupyter servers: settings, and real servers on free ports.
 
-Each live test starts its script in a new process group, waits a bounded time for the server
-to answer, talks to it and stops the whole group (the script ``exec``s the server, which has
-worker processes of its own).
+Every script runs as the README says, ``sh dev_scripts/<script>.sh`` from the repository root
+(``sh`` is dash on Debian, so the scripts must be POSIX sh). Each live test starts its script in
+a new process group, waits a bounded time for the server to answer, talks to it and stops the
+whole group (the script ``exec``s the server, which has worker processes of its own).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from recsys.models.popular import PopularModel
 from tests.s3_server import _free_port, s3_client
 
 ROOT = Path(__file__).resolve().parents[2]
-MLFLOW_SCRIPT = ROOT / "dev_scripts" / "run_mlflow_server.sh"
-JUPYTER_SCRIPT = ROOT / "dev_scripts" / "run_jupyter_server.sh"
+# The README's commands, run from the repository root.
+MLFLOW_COMMAND = ["sh", "dev_scripts/run_mlflow_server.sh"]
+JUPYTER_COMMAND = ["sh", "dev_scripts/run_jupyter_server.sh"]
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 TOKEN = "test-token"
@@ -50,11 +52,12 @@ def script_env(tmp_path: Path, **values: str) -> dict[str, str]:
     }
 
 
-def dry_run(script: Path, env: dict[str, str]) -> str:
-    """What ``script --dry-run`` prints."""
+def dry_run(command: list[str], env: dict[str, str]) -> str:
+    """What ``command --dry-run`` prints (its error output when it fails)."""
     done = subprocess.run(
-        ["bash", str(script), "--dry-run"], env=env, capture_output=True, text=True, timeout=60, check=True
+        [*command, "--dry-run"], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
+    assert done.returncode == 0, f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr}"
     return done.stdout
 
 
@@ -86,11 +89,14 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running(script: Path, env: dict[str, str], log_path: Path, ready: Callable[[], bool]) -> Iterator[None]:
-    """Run ``script`` until the block ends; fail with its output if it is not ready in time."""
+def running(
+    command: list[str], env: dict[str, str], log_path: Path, ready: Callable[[], bool]
+) -> Iterator[None]:
+    """Run ``command`` until the block ends; fail with its output if it is not ready in time."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            ["bash", str(script)],
+            command,
+            cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -102,17 +108,25 @@ def running(script: Path, env: dict[str, str], log_path: Path, ready: Callable[[
         while not ready():
             if proc.poll() is not None or time.monotonic() > deadline:
                 state = f"exited with {proc.returncode}" if proc.poll() is not None else "did not answer"
-                pytest.fail(f"{script.name} {state}; its output:\n{log_path.read_text(errors='replace')}")
+                pytest.fail(
+                    f"{' '.join(command)} {state}; its output:\n{log_path.read_text(errors='replace')}"
+                )
             time.sleep(0.25)
         yield
     finally:
         stop_group(proc)
 
 
+def test_the_readme_gives_the_commands_tested_here() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for command in (MLFLOW_COMMAND, JUPYTER_COMMAND):
+        assert f"\n{' '.join(command)} " in readme
+
+
 # -- MLflow -------------------------------------------------------------------------------------
 def test_mlflow_script_settings(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    default = dry_run(MLFLOW_SCRIPT, script_env(tmp_path, RECSYS_DATA_DIR=str(data)))
+    default = dry_run(MLFLOW_COMMAND, script_env(tmp_path, RECSYS_DATA_DIR=str(data)))
     assert "MLflow UI: http://127.0.0.1:5000" in default
     # The same SQLite file the notebook logs to by default.
     expected_store = Settings(_env_file=None, data_dir=data).experiments_uri
@@ -124,7 +138,7 @@ def test_mlflow_script_settings(tmp_path: Path) -> None:
     env_file = tmp_path / "custom.env"
     env_file.write_text("RECSYS_MLFLOW_PORT=5123\nRECSYS_MLFLOW_HOST=127.0.0.2\n", encoding="utf-8")
     s3 = dry_run(
-        MLFLOW_SCRIPT,
+        MLFLOW_COMMAND,
         script_env(
             tmp_path,
             RECSYS_ENV_FILE=str(env_file),
@@ -168,7 +182,7 @@ def test_mlflow_server_keeps_runs_in_the_notebook_store_and_artifacts_in_the_obj
     run = modelling.fit_and_evaluate("popular", PopularModel(), train, split)
     uri = f"http://127.0.0.1:{port}"
     with running(
-        MLFLOW_SCRIPT, env, tmp_path / "mlflow.log", lambda: http_request(port, "GET", "/health")[0] == 200
+        MLFLOW_COMMAND, env, tmp_path / "mlflow.log", lambda: http_request(port, "GET", "/health")[0] == 200
     ):
         run_id = tracking.ExperimentTracker(uri, "served").log_model_run(run)  # as the notebook does
         client = MlflowClient(tracking_uri=uri)
@@ -192,14 +206,14 @@ def test_mlflow_server_keeps_runs_in_the_notebook_store_and_artifacts_in_the_obj
 
 # -- Jupyter ------------------------------------------------------------------------------------
 def test_jupyter_script_settings(tmp_path: Path) -> None:
-    default = dry_run(JUPYTER_SCRIPT, script_env(tmp_path))
+    default = dry_run(JUPYTER_COMMAND, script_env(tmp_path))
     assert "JupyterLab: http://127.0.0.1:8888/lab/tree/research.ipynb" in default
     assert f"--ServerApp.root_dir={ROOT}" in default
-    moved = dry_run(JUPYTER_SCRIPT, script_env(tmp_path, RECSYS_JUPYTER_PORT="9999"))
+    moved = dry_run(JUPYTER_COMMAND, script_env(tmp_path, RECSYS_JUPYTER_PORT="9999"))
     assert "--ip 127.0.0.1 --port 9999 " in moved
     env_file = tmp_path / "custom.env"
     env_file.write_text("RECSYS_JUPYTER_HOST=127.0.0.5\nRECSYS_JUPYTER_PORT=9998\n", encoding="utf-8")
-    from_env_file = dry_run(JUPYTER_SCRIPT, script_env(tmp_path, RECSYS_ENV_FILE=str(env_file)))
+    from_env_file = dry_run(JUPYTER_COMMAND, script_env(tmp_path, RECSYS_ENV_FILE=str(env_file)))
     assert "JupyterLab: http://127.0.0.5:9998/lab" in from_env_file
     assert "--ip 127.0.0.5 --port 9998 " in from_env_file
 
@@ -215,7 +229,7 @@ def test_jupyter_server_starts_a_kernel_from_the_venv(tmp_path: Path) -> None:
     )
     status = f"/api/status?token={TOKEN}"
     with running(
-        JUPYTER_SCRIPT, env, tmp_path / "jupyter.log", lambda: http_request(port, "GET", status)[0] == 200
+        JUPYTER_COMMAND, env, tmp_path / "jupyter.log", lambda: http_request(port, "GET", status)[0] == 200
     ):
         code, body = http_request(port, "GET", f"/api/kernelspecs?token={TOKEN}")
         assert code == 200
