@@ -6,6 +6,7 @@ twin's real pipeline output; the example visitors against counts of ``interactio
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from recsys.data.prepare import ITEMS
 from recsys.evaluation.offline import LIGHT_MAX
 from recsys.service.catalogue import ItemCatalogue, load_catalogue
+from recsys.service.fallbacks import FallbackReason
 from recsys.service.service import RecommendationService, UnknownItemError
 from recsys.service.settings import ServiceSettings
 from recsys.service.storefront import (
@@ -25,7 +27,9 @@ from recsys.service.storefront import (
     TooManyBrowserEventsError,
 )
 from recsys.storage.database import create_db_engine
-from tests.service.conftest import PublishedData
+from tests.service.conftest import SERVICE_DIR, PublishedData
+
+SHOP_SCRIPT = SERVICE_DIR / "recsys_app" / "static" / "shop.js"
 
 
 def full_paths(tree: pd.DataFrame) -> dict[int, list[int]]:
@@ -126,7 +130,7 @@ def test_example_visitors_are_a_heavy_a_light_and_an_unknown_user(
     ranked = set(published_data.tables["ranked_recommendations"]["user_id"])
     assert heavy["user_id"] in ranked
     assert new["user_id"] not in counts.index and new["user_id"] not in ranked
-    assert storefront.visitor(new["user_id"], 5)["fallbacks"] == ["cold_user"]
+    assert storefront.visitor(new["user_id"], 5)["fallbacks"] == [FallbackReason.COLD_USER]
 
     # A new visitor who clicked is no longer new.
     storefront.record(new["user_id"], published_data.item_with_neighbours(), "view")
@@ -186,3 +190,11 @@ def test_limiter_counts_a_moving_minute_per_visitor() -> None:
     limiter.check(2)
     with pytest.raises(TooManyBrowserEventsError, match="more than 2 events"):
         limiter.check(1)
+
+
+def test_the_page_explains_every_fallback_reason() -> None:
+    """The page's texts (static JavaScript) cover exactly the reasons the service reports."""
+    script = SHOP_SCRIPT.read_text(encoding="utf-8")
+    block = re.search(r"const FALLBACKS = \{(.*?)\};", script, re.S)
+    assert block is not None, f"no FALLBACKS table in {SHOP_SCRIPT}"
+    assert set(re.findall(r"^\s*(\w+):", block.group(1), re.M)) == set(FallbackReason)

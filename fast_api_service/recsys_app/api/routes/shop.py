@@ -25,7 +25,7 @@ from recsys.service.storefront import (
 )
 from recsys_app.api.deps import DEFAULT_K, ItemIdPath, KQuery, UserIdPath
 from recsys_app.api.scalar_route import ScalarParametersRoute
-from recsys_app.models import MAX_ID, json_response
+from recsys_app.schemas import MAX_ID, json_response
 
 STATIC_DIR = FilePath(__file__).resolve().parents[2] / "static"
 PAGE = "/shop"
