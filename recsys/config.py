@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     active_user_days: int = Field(30, ge=1)
     # The last days of the training window that validate a retrained model (quality gate).
     validation_days: int = Field(7, ge=1)
+    # Strength λ in [0, 1] of the popularity-penalised re-ranking of ranked_recommendations;
+    # unset = chosen on the validation days when a ranker is promoted (stage 7).
+    rerank_strength: float | None = Field(None, ge=0.0, le=1.0)
+    # Depth of the ranker's list per user that the re-ranking re-orders.
+    rerank_pool: int = Field(100, ge=1)
     # Complete versions of each published table kept for slow readers.
     keep_table_versions: int = Field(3, ge=1)
 

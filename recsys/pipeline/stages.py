@@ -26,13 +26,15 @@ from sqlalchemy.engine import Engine
 from recsys.config import Settings
 from recsys.data.prepare import prepare_datasets
 from recsys.data.readers import read_interactions, read_items
-from recsys.evaluation.offline import evaluate, time_split
+from recsys.evaluation.offline import TimeSplit, evaluate, time_split
+from recsys.evaluation.operating_point import StrengthChoice, tune_strength
 from recsys.models.als import ALSModel
 from recsys.models.base import ModelError, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemModel, user_histories
 from recsys.models.popular import PopularModel
-from recsys.models.ranker import TwoStageModel
+from recsys.models.ranker import TwoStageConfig, TwoStageModel
+from recsys.models.rerank import PopularityReRanker, ReRankConfig
 from recsys.models.similar import covisitation_similar_items, merge_similar_items
 from recsys.publishing.catalogue import (
     DEFAULT_RECOMMENDATIONS,
@@ -43,7 +45,7 @@ from recsys.publishing.catalogue import (
     USER_HISTORIES,
     PublishedTable,
 )
-from recsys.publishing.registry import ModelRegistry, quality_gate
+from recsys.publishing.registry import ModelRegistry, ModelVersion, quality_gate
 from recsys.storage.database import create_db_engine
 from recsys.storage.object_store import ObjectStore, open_object_store
 
@@ -54,6 +56,8 @@ ALS_MODEL = "als"
 # Named in the error a stage raises when it needs the ALS model and none has been promoted yet.
 ALS_STAGE_HINT = "stage train_als_model (DAG 2_train_als_model)"
 RANKER_MODEL = "two_stage"
+# The record, stored with each ranker version, of the re-ranking strength chosen for it.
+RERANK_RECORD = "rerank"
 
 
 @dataclass
@@ -111,6 +115,14 @@ class RunContext:
         recent = data.interactions["datetime"] >= data.now - pd.Timedelta(days=self.settings.active_user_days)
         return np.unique(data.interactions.loc[recent, "user_id"].to_numpy())
 
+    def validation_split(self) -> tuple[TimeSplit, InteractionData]:
+        """The window's last ``validation_days`` held out, and the training data before them."""
+        data = self.window
+        split = time_split(
+            data.interactions.drop(columns=["user_code", "item_code"]), self.settings.validation_days
+        )
+        return split, InteractionData.build(split.train, data.items.reset_index(), now=split.test_start)
+
     def depth(self, table: PublishedTable) -> int:
         """Rows per key the run publishes in ``table``."""
         return table.depth(self.settings)
@@ -151,10 +163,7 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
     it as it is would favour it; its configuration is fitted on the candidate's training days
     instead (skipped when it is the candidate's configuration: the same fit would result)."""
     data = ctx.window
-    split = time_split(
-        data.interactions.drop(columns=["user_code", "item_code"]), ctx.settings.validation_days
-    )
-    train = InteractionData.build(split.train, data.items.reset_index(), now=split.test_start)
+    split, train = ctx.validation_split()
     candidate = factory().fit(train)
     users = split.test_users
     metrics = evaluate(candidate.recommend(users, train, 10), split).loc["all"].to_dict()
@@ -281,10 +290,86 @@ def prepare_similar_items(ctx: RunContext) -> dict[str, Any]:
 
 # -- stage 7 -----------------------------------------------------------------------------------
 def train_ranking_model_and_rank_recommendations(ctx: RunContext) -> dict[str, Any]:
-    """Train the two-stage ranker (with the quality gate), then publish ranked recommendations."""
+    """Train the two-stage ranker (with the quality gate), then publish its recommendations
+    re-ranked with the strength chosen for the model in service."""
     ctx.summary["training"] = _train_with_gate(ctx, RANKER_MODEL, TwoStageModel)
-    _, ranker = ctx.registry.load_current(RANKER_MODEL)
-    return _publish_user_recommendations(ctx, RANKED_RECOMMENDATIONS, ranker)
+    version, ranker = ctx.registry.load_current(RANKER_MODEL)
+    assert isinstance(ranker, TwoStageModel)
+    return _publish_reranked(ctx, ranker, _rerank_strength(ctx, version, ranker.config))
+
+
+def _rerank_strength(ctx: RunContext, version: ModelVersion, config: TwoStageConfig) -> float:
+    """The re-ranking strength: the setting if fixed, else the one chosen for the ranker version in
+    service (on the validation days, once per version, stored with it)."""
+    if ctx.settings.rerank_strength is not None:
+        ctx.summary["rerank"] = {"strength": ctx.settings.rerank_strength, "reason": "RECSYS_RERANK_STRENGTH"}
+        return ctx.settings.rerank_strength
+    record = ctx.registry.load_record(RANKER_MODEL, version.version, RERANK_RECORD)
+    if record is None:
+        choice = _choose_rerank_strength(ctx, config)
+        record = choice.summary()
+        ctx.registry.save_record(RANKER_MODEL, version.version, RERANK_RECORD, record)
+        _log_rerank_curve(ctx, choice)
+    ctx.summary["rerank"] = {key: record[key] for key in ("strength", "tuned", "reason", "targets")}
+    logger.info("re-ranking strength %.2f: %s", record["strength"], record["reason"])
+    return float(record["strength"])
+
+
+def _choose_rerank_strength(ctx: RunContext, config: TwoStageConfig) -> StrengthChoice:
+    """The strength chosen on the gate's validation split; with too little data for that, the default."""
+    default = ReRankConfig().strength
+    try:
+        split, train = ctx.validation_split()
+        choice = tune_strength(config, split, train, ctx.settings.rerank_pool)
+    except ValueError as exc:
+        reason = (
+            f"too little data to choose the re-ranking strength on the last "
+            f"{ctx.settings.validation_days} validation days ({exc}): using the default {default}"
+        )
+        logger.warning(reason)
+        return StrengthChoice(default, tuned=False, reason=reason)
+    assert choice.curve is not None
+    logger.info("re-ranking curve on the validation days:\n%s", choice.curve.round(4).to_string())
+    return choice
+
+
+def _publish_reranked(ctx: RunContext, ranker: TwoStageModel, strength: float) -> dict[str, Any]:
+    """Rank every active user's pool and publish its re-ranked top (users in batches: bounded memory)."""
+    depth = ctx.depth(RANKED_RECOMMENDATIONS)
+    reranker = PopularityReRanker(ReRankConfig(strength=strength, pool=ctx.settings.rerank_pool)).fit(
+        ctx.window
+    )
+    users = ctx.active_users()
+    batch = ranker.config.users_per_batch
+    parts = [
+        reranker.rerank(
+            ranker.recommend(users[start : start + batch], ctx.window, max(depth, reranker.config.pool)),
+            depth,
+        )
+        for start in range(0, users.size, batch)
+    ]
+    recs = pd.concat(parts, ignore_index=True) if parts else ranker.recommend(users, ctx.window, depth)
+    ctx.publish(RANKED_RECOMMENDATIONS, recs)
+    ctx.summary[RANKED_RECOMMENDATIONS.name]["users"] = int(recs["user_id"].nunique())
+    return ctx.summary
+
+
+def _log_rerank_curve(ctx: RunContext, choice: StrengthChoice) -> None:
+    """Record the validation curve and the chosen strength when a tracking URI is configured."""
+    if not ctx.settings.mlflow_tracking_uri or choice.curve is None:
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(ctx.settings.mlflow_tracking_uri)
+    mlflow.set_experiment(ctx.settings.mlflow_experiment)
+    with mlflow.start_run(run_name=f"pipeline_rerank_{pd.Timestamp(ctx.moment):%Y%m%d}"):
+        mlflow.set_tags({"stage": "rerank", "reason": choice.reason[:500]})
+        mlflow.log_params({"strength": choice.strength, "tuned": choice.tuned})
+        mlflow.log_metrics({f"target_{k.replace('@', '_at_')}": v for k, v in choice.targets.items()})
+        strengths = choice.curve.index.to_numpy(dtype=np.float64)
+        for strength, row in zip(strengths, choice.curve.to_dict(orient="records"), strict=True):
+            metrics = {name.replace("@", "_at_"): float(value) for name, value in row.items()}
+            mlflow.log_metrics(metrics, step=round(strength * 100))
 
 
 STAGES: dict[str, Callable[[RunContext], dict[str, Any]]] = {

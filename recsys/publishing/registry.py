@@ -47,6 +47,22 @@ class ModelRegistry:
         self.store.put_bytes(f"{prefix}/metrics.json", json.dumps(metrics or {}, indent=2).encode())
         return prefix
 
+    def save_record(self, name: str, version: str, record: str, payload: dict[str, Any]) -> None:
+        """Store a JSON record beside a saved version (e.g. a setting chosen for it after training)."""
+        self.store.put_bytes(
+            f"{self.prefix(name, version)}/{record}.json", json.dumps(payload, indent=2).encode()
+        )
+
+    def load_record(self, name: str, version: str, record: str) -> dict[str, Any] | None:
+        """A record stored with :meth:`save_record`, or None if there is none."""
+        try:
+            payload: dict[str, Any] = json.loads(
+                self.store.get_bytes(f"{self.prefix(name, version)}/{record}.json")
+            )
+        except ObjectNotFoundError:
+            return None
+        return payload
+
     def current(self, name: str) -> ModelVersion | None:
         """The promoted version of ``name``, or None if there is none yet."""
         try:

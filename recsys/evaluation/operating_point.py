@@ -1,0 +1,140 @@
+"""The re-ranking strength chosen on a validation split: the most accurate one that meets the targets.
+
+The targets (issue 14): item coverage@10 at least the most accurate reference's, and Novelty@5
+at least ALS's, over the validation users with history (the users the re-ranking changes;
+light and heavy pooled, since a validation window holds too few of each for a per-segment
+choice). RecTools is not available inside the pipeline, so the references are our own ALS
+and popularity models — the two-stage model's candidate sources, fitted on the same
+training days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.evaluation.metrics import item_coverage
+from recsys.evaluation.offline import TimeSplit, per_user_metrics
+from recsys.models.dataset import InteractionData
+from recsys.models.ranker import TwoStageConfig, TwoStageModel
+from recsys.models.rerank import PopularityReRanker, ReRankConfig
+
+K = 10
+ACCURACY = "ndcg@10"
+COVERAGE = f"item_coverage@{K}"
+NOVELTY = "novelty@5"
+CURVE_METRICS = (ACCURACY, "recall@10", COVERAGE, NOVELTY)
+# λ from 0 (the ranker's order) to 1 (novelty alone), every 0.05.
+STRENGTHS: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
+
+
+def warm_metrics(reco: pd.DataFrame, split: TimeSplit) -> dict[str, float]:
+    """NDCG@10, Recall@10, Novelty@5 (means) and item coverage@10 over the test users with history.
+
+    Item coverage is over the training catalogue, as :func:`recsys.evaluation.offline.evaluate`'s.
+    """
+    warm = split.segments.index[split.segments != "cold"]
+    per_user = per_user_metrics(reco, split).loc[warm]
+    catalogue = split.train["item_id"].nunique()
+    return {
+        ACCURACY: float(per_user[ACCURACY].mean()),
+        "recall@10": float(per_user["recall@10"].mean()),
+        COVERAGE: item_coverage(reco[reco["user_id"].isin(warm)], K, catalogue),
+        NOVELTY: float(per_user[NOVELTY].mean()),
+    }
+
+
+def rerank_curve(
+    reranker: PopularityReRanker,
+    pool: pd.DataFrame,
+    split: TimeSplit,
+    strengths: Sequence[float] = STRENGTHS,
+) -> pd.DataFrame:
+    """Validation metrics (``CURVE_METRICS``) of the re-ranked pool at every strength (index ``strength``)."""
+    rows = {s: warm_metrics(reranker.rerank(pool, K, strength=s), split) for s in strengths}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("strength")
+
+
+@dataclass(frozen=True)
+class StrengthChoice:
+    """The chosen strength, why, and the curve and targets it was chosen on."""
+
+    strength: float
+    tuned: bool
+    reason: str
+    targets: dict[str, float] = field(default_factory=dict)
+    curve: pd.DataFrame | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able record of the choice (stored with the model, logged by the stage)."""
+        curve = None if self.curve is None else self.curve.reset_index().round(6).to_dict(orient="records")
+        return {
+            "strength": self.strength,
+            "tuned": self.tuned,
+            "reason": self.reason,
+            "targets": self.targets,
+            "curve": curve,
+        }
+
+
+def reference_targets(
+    references: dict[str, pd.DataFrame], split: TimeSplit, als: str = "als"
+) -> dict[str, float]:
+    """Coverage of the most accurate reference and ALS's novelty, over the validation users with history."""
+    measured = {name: warm_metrics(reco, split) for name, reco in references.items()}
+    best = max(measured, key=lambda name: measured[name][ACCURACY])
+    return {
+        COVERAGE: measured[best][COVERAGE],
+        NOVELTY: measured[als][NOVELTY],
+        f"{ACCURACY}_of_{best}": measured[best][ACCURACY],
+    }
+
+
+def choose_strength(curve: pd.DataFrame, targets: dict[str, float]) -> tuple[float, str]:
+    """The strength of the highest NDCG@10 among those meeting both targets (the weakest such on ties).
+
+    When no strength meets both, the one nearest to them (the highest of the smaller of the
+    two ratios to target) is returned, and the reason says so.
+    """
+    coverage = curve[COVERAGE] / max(targets[COVERAGE], 1e-12)
+    novelty = curve[NOVELTY] / max(targets[NOVELTY], 1e-12)
+    meets = (coverage >= 1.0) & (novelty >= 1.0)
+    wanted = f"item coverage@10 >= {targets[COVERAGE]:.4f} and Novelty@5 >= {targets[NOVELTY]:.3f}"
+    if meets.any():
+        accuracy = curve.loc[meets, ACCURACY]
+        strength = float(accuracy.index[int(np.argmax(accuracy.to_numpy()))])
+        return strength, f"most accurate strength with {wanted} (NDCG@10 {accuracy.max():.4f})"
+    nearest = np.minimum(coverage, novelty)
+    strength = float(nearest.index[int(np.argmax(nearest.to_numpy()))])
+    return strength, f"no strength meets {wanted}: took the nearest ({nearest.max():.0%} of the target)"
+
+
+def tune_strength(
+    config: TwoStageConfig, split: TimeSplit, train: InteractionData, pool: int
+) -> StrengthChoice:
+    """Fit the ranker's configuration on ``train`` (the data before the validation days of ``split``)
+    and choose the re-ranking strength of its ``pool``-deep lists on the validation users with history.
+
+    Raises
+    ------
+    ValueError
+        If the data is too short to validate: no validation user with an add-to-cart or
+        purchase has earlier history, or the ranker cannot be trained on the shorter window.
+    """
+    warm = split.segments.index[split.segments != "cold"].to_numpy()
+    if warm.size == 0:
+        raise ValueError("no user with an add-to-cart or purchase in the validation days has earlier history")
+    model = TwoStageModel(config).fit(train)
+    references = {
+        "als": model.als.recommend(warm, train, K),
+        "popular": model.popular.recommend(warm, train, K),
+    }
+    targets = reference_targets(references, split)
+    reranker = PopularityReRanker(ReRankConfig(pool=pool)).fit(train)
+    curve = rerank_curve(reranker, model.recommend(warm, train, pool), split)
+    strength, reason = choose_strength(curve, targets)
+    return StrengthChoice(strength, tuned=True, reason=reason, targets=targets, curve=curve)
