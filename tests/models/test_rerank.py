@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,11 +71,17 @@ def test_strength_zero_is_the_identity(clustered: tuple[pd.DataFrame, pd.DataFra
     data = InteractionData.build(*clustered)
     rng = np.random.default_rng(0)
     users = data.users.ids[:40]
-    rows = [(int(u), int(i), float(s)) for u in users for i, s in zip(rng.choice(data.item_codes.ids, 30, replace=False), rng.random(30), strict=True)]
+    rows = [
+        (int(u), int(i), float(s))
+        for u in users
+        for i, s in zip(rng.choice(data.item_codes.ids, 30, replace=False), rng.random(30), strict=True)
+    ]
     pool = pool_of(rows)
     ranked = PopularityReRanker(ReRankConfig(strength=0.0)).fit(data).rerank(pool, k=10)
     expected = pool[pool["rank"] <= 10].reset_index(drop=True)
-    pd.testing.assert_frame_equal(ranked[["user_id", "item_id", "rank"]], expected[["user_id", "item_id", "rank"]], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        ranked[["user_id", "item_id", "rank"]], expected[["user_id", "item_id", "rank"]], check_dtype=False
+    )
 
 
 def test_coverage_grows_with_strength() -> None:
@@ -83,11 +91,13 @@ def test_coverage_grows_with_strength() -> None:
     history += [(u, 100 + u) for u in range(n_users)] + [(u, 200 + u) for u in range(n_users)]
     reranker = PopularityReRanker().fit(window(history))
     rows = [(u, item, 10.0 - item) for u in range(n_users) for item in range(5)]
-    rows += [(u, 100 + u, 4.0 + u / 100) for u in range(n_users)] + [(u, 200 + u, 1.0) for u in range(n_users)]
+    rows += [(u, 100 + u, 4.0 + u / 100) for u in range(n_users)] + [
+        (u, 200 + u, 1.0) for u in range(n_users)
+    ]
     pool = pool_of(rows)
     coverages = [item_coverage(reranker.rerank(pool, 3, strength=s), 3, 105) for s in np.linspace(0, 1, 11)]
     assert coverages[0] == pytest.approx(3 / 105)
-    assert all(later >= earlier for earlier, later in zip(coverages, coverages[1:], strict=False))
+    assert all(later >= earlier for earlier, later in pairwise(coverages))
     assert coverages[-1] == pytest.approx((1 + 2 * n_users) / 105)
 
 

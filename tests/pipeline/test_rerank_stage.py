@@ -52,7 +52,9 @@ def test_stage_publishes_lists_reranked_at_the_strength_chosen_on_validation(
     depth = ctx.depth(RANKED_RECOMMENDATIONS)
     assert published["user_id"].nunique() == users.size > 0
     reranker = PopularityReRanker(ReRankConfig(strength=chosen["strength"], pool=settings.rerank_pool))
-    expected = reranker.fit(ctx.window).rerank(ranker.recommend(users, ctx.window, settings.rerank_pool), depth)
+    expected = reranker.fit(ctx.window).rerank(
+        ranker.recommend(users, ctx.window, settings.rerank_pool), depth
+    )
     columns = ["user_id", "item_id", "rank"]
     pd.testing.assert_frame_equal(
         published.sort_values(["user_id", "rank"], ignore_index=True)[columns],
