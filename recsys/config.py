@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     active_user_days: int = Field(30, ge=1)
     # The last days of the training window that validate a retrained model (quality gate).
     validation_days: int = Field(7, ge=1)
+    # Validation sessions replayed (at most) to choose the session blend's weights in stage 6.
+    session_validation_sessions: int = Field(3000, ge=1)
     # Complete versions of each published table kept for slow readers.
     keep_table_versions: int = Field(3, ge=1)
 

@@ -445,11 +445,11 @@ def test_relative_data_dir_is_taken_from_the_project_root(
 ) -> None:
     for name in ("RECSYS_DATA_DIR", "RECSYS_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    (tmp_path / ".env").write_text("RECSYS_DATA_DIR=state\nRECSYS_ONLINE_SHARE=0.25\n")
+    (tmp_path / ".env").write_text("RECSYS_DATA_DIR=state\nRECSYS_DATABASE_RETRY_SECONDS=0.25\n")
     settings = load_service_settings(tmp_path)
     assert settings.data_dir == tmp_path / "state"
     assert settings.db_url == f"sqlite:///{tmp_path / 'state' / 'recsys.sqlite3'}"
-    assert settings.online_share == 0.25
+    assert settings.database_retry_seconds == 0.25
     monkeypatch.setenv("RECSYS_DATA_DIR", "/srv/recsys")
     assert load_service_settings(tmp_path).data_dir == Path("/srv/recsys")
 
