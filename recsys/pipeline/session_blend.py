@@ -171,6 +171,7 @@ def _prefixes(
     popular = Candidates(
         "default", compact_ids(ranking["item_id"]), ranking["score"].to_numpy(dtype=np.float32)
     )
+    known = compact_ids(np.sort(train.items.index.to_numpy()))
     unavailable = compact_ids(np.sort(train.item_codes.ids[train.is_unavailable(train.item_codes.ids)]))
     events = replay.prefix_events()
     events = events.assign(ms=events["datetime"].to_numpy().astype("datetime64[ms]").astype(np.int64))
@@ -187,7 +188,7 @@ def _prefixes(
         result.append(
             _Prefix(
                 int(prefix_id),
-                session_candidates(session, model, similar, config, unavailable),
+                session_candidates(session, model, similar, config, known, unavailable),
                 offline.without(unavailable),
                 popular.without(bought).without(unavailable),
             )

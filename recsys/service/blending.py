@@ -220,15 +220,24 @@ def session_candidates(
     model: SessionBlendModel | None,
     similar: GroupedLists,
     config: ItemToItemConfig,
+    known: Ids,
     unavailable: Ids,
 ) -> SessionCandidates:
     """The candidates of a running session (``session``: its events newest first, and everything
-    the visitor bought). Items nobody has seen in training simply find no neighbours."""
+    the visitor bought; ``known`` and ``unavailable``: sorted item ids of the catalogue).
+
+    Items nobody has seen in training find no neighbours (they still give context to the rest);
+    items the catalogue does not know (a client's mistake, a bot) are never shown back.
+    """
     if session.recent.size == 0:
         return SessionCandidates.empty()
     excluded = np.union1d(session.bought, session.recent)
     distinct = latest_distinct(session.recent, session.recent.size)
-    strip = distinct[~in_sorted(distinct, session.bought) & ~in_sorted(distinct, unavailable)]
+    # Shown back: items the catalogue knows, still available, not bought.
+    shown = (
+        in_sorted(distinct, known) & ~in_sorted(distinct, session.bought) & ~in_sorted(distinct, unavailable)
+    )
+    strip = distinct[shown]
     strip_scores = np.arange(strip.size, 0, -1, dtype=np.float32)
     neighbours = Candidates.empty(SESSION_KNN)
     if model is not None:

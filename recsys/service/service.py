@@ -393,7 +393,9 @@ class RecommendationService:
         if memo is not None and memo[0] is activity and memo[1] is similar and memo[2] is model:
             return memo[3]
         session = activity.session(self.settings.session_gap_minutes * 60_000)
-        candidates = session_candidates(session, model, similar, self.i2i_config, store.unavailable_items)
+        candidates = session_candidates(
+            session, model, similar, self.i2i_config, store.known_items, store.unavailable_items
+        )
         if activity.recent.size:
             self._online_memo[user_id] = (activity, similar, model, candidates)
         return candidates
