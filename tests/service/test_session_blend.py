@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from itertools import count
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from recsys.service.blending import (
     ONLINE_I2I,
     RECENTLY_VIEWED,
     SESSION_KNN,
+    Recommendation,
     SessionCandidates,
     discovery_list,
     session_blend,
@@ -38,8 +39,8 @@ def weights(**changes: object) -> SessionBlendWeights:
     return SessionBlendWeights().model_copy(update=changes)
 
 
-def ids(answer: list[dict[str, object]] | list) -> list[int]:  # type: ignore[type-arg]
-    return [int(r["item_id"]) for r in answer]
+def ids(answer: Sequence[Recommendation]) -> list[int]:
+    return [r["item_id"] for r in answer]
 
 
 # -- the merge, by hand ---------------------------------------------------------------------------
@@ -95,7 +96,9 @@ def test_running_session_is_cut_at_the_gap() -> None:
 
 # -- the service, in process ----------------------------------------------------------------------
 @pytest.fixture
-def service(sqlite_copy: str, published_data: PublishedData, tmp_path: Path) -> RecommendationService:
+def service(
+    sqlite_copy: str, published_data: PublishedData, tmp_path: Path
+) -> Iterator[RecommendationService]:
     settings = ServiceSettings(
         _env_file=None,
         data_dir=tmp_path,
