@@ -37,7 +37,7 @@ class SessionBlendWeights(VSKNNConfig):
         1.0, ge=0, description="co-visitation scores added to V-SKNN's (both scaled to their best)"
     )
     offline_share: float = Field(
-        0.0, ge=0, le=1, description="share of slots the returning visitor's offline list takes"
+        0.5, ge=0, le=1, description="share of slots the returning visitor's offline list takes"
     )
     n_candidates: int = Field(100, ge=1, description="session-neighbour items scored per request")
 

@@ -326,16 +326,17 @@ def test_online_list_follows_new_events_and_new_similar_items(
     core: RecommendationService, small_db: Engine
 ) -> None:
     core.record_event(1, 10, "view", datetime(2026, 1, 1, tzinfo=UTC))
-    assert ids(core.online(1, 5).items) == [40, 41]
-    assert ids(core.online(1, 5).items) == [40, 41]
+    # Neighbours of the session, then the session's item shown back (the strip, after them).
+    assert ids(core.online(1, 5).items) == [40, 41, 10]
+    assert ids(core.online(1, 5).items) == [40, 41, 10]
     core.record_event(1, 41, "transaction", datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
-    assert ids(core.online(1, 5).items) == [40]
+    assert ids(core.online(1, 5).items) == [40, 10]
     frame = pd.DataFrame(
         {"item_id": [10], "similar_item_id": [77], "score": [0.9], "rank": [1], "source": ["covisitation"]}
     )
     publish(small_db, "similar_items", frame)
     core.reload()
-    assert ids(core.online(1, 5).items) == [77]
+    assert ids(core.online(1, 5).items) == [77, 10]
 
 
 def test_k_is_bounded_by_what_each_answer_s_table_publishes(small_db: Engine) -> None:
@@ -366,9 +367,10 @@ def test_online_purchase_is_filtered_and_online_items_blended(core: Recommendati
     core.record_event(1, 10, "view", datetime(2026, 1, 1, tzinfo=UTC))
     core.record_event(1, 11, "transaction", datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
     result = core.personalized(1, 4)
-    assert ids(result.items) == [40, 10, 41, 50]
-    assert result.sources == ["online_i2i", "ranked", "default"]
-    assert ids(core.online(1, 5).items) == [40, 41]
+    # 10 is the session's item: shown back once, in the strip, not again from the ranked list.
+    assert ids(result.items) == [40, 41, 10, 50]
+    assert result.sources == ["online_i2i", "recently_viewed", "default"]
+    assert ids(core.online(1, 5).items) == [40, 41, 10]
     text = generate_latest(core.metrics.registry).decode()
     assert 'recsys_online_events_recorded_total{event="transaction"} 1.0' in text
     assert 'recsys_recommendation_requests_total{kind="personalized"} 1.0' in text
