@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     rerank_strength: float | None = Field(None, ge=0.0, le=1.0)
     # Depth of the ranker's list per user that the re-ranking re-orders.
     rerank_pool: int = Field(100, ge=1)
+    # Validation sessions replayed (at most) to choose the session blend's weights in stage 6.
+    session_validation_sessions: int = Field(3000, ge=1)
     # Complete versions of each published table kept for slow readers.
     keep_table_versions: int = Field(3, ge=1)
 

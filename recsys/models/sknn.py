@@ -275,6 +275,10 @@ class SessionKNN(Recommender):
         if prefixes.row.size == 0 or self.sessions.shape[0] == 0:
             return sp.csr_matrix((prefixes.n, n_items), dtype=np.float64)
         row, session, similarity = self._neighbours(prefixes)
+        if row.size == 0:
+            # No neighbour at all (e.g. the items only occur in one-item sessions); scipy's
+            # fancy indexing of an empty selection returns a matrix, not an array.
+            return sp.csr_matrix((prefixes.n, n_items), dtype=np.float64)
         # Expand every (query, neighbour) pair over the neighbour's items.
         starts, ends = self.sessions.indptr[session], self.sessions.indptr[session + 1]
         sizes = ends - starts

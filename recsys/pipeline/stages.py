@@ -35,7 +35,14 @@ from recsys.models.i2i import ItemToItemModel, user_histories
 from recsys.models.popular import PopularModel
 from recsys.models.ranker import TwoStageConfig, TwoStageModel
 from recsys.models.rerank import PopularityReRanker, ReRankConfig
+from recsys.models.session_blend import (
+    BLEND_WEIGHTS,
+    SESSION_BLEND_MODEL,
+    SessionBlendModel,
+    SessionBlendWeights,
+)
 from recsys.models.similar import covisitation_similar_items, merge_similar_items
+from recsys.pipeline.session_blend import tune_session_blend
 from recsys.publishing.catalogue import (
     DEFAULT_RECOMMENDATIONS,
     I2I_RECOMMENDATIONS,
@@ -274,7 +281,8 @@ def prepare_i2i_recommendations(ctx: RunContext) -> dict[str, Any]:
 
 # -- stage 6 -----------------------------------------------------------------------------------
 def prepare_similar_items(ctx: RunContext) -> dict[str, Any]:
-    """Co-visited items of every item, completed with ALS neighbours when an ALS model exists."""
+    """Co-visited items of every item, completed with ALS neighbours when an ALS model exists; then
+    the session model the service blends online (:func:`publish_session_blend`)."""
     n = ctx.depth(SIMILAR_ITEMS)
     similar = covisitation_similar_items(ctx.window, n)
     if ctx.registry.current(ALS_MODEL) is not None:
@@ -285,7 +293,28 @@ def prepare_similar_items(ctx: RunContext) -> dict[str, Any]:
         logger.warning("no ALS model yet: similar items come from co-visitation only")
         similar = similar.assign(source="covisitation")
     ctx.publish(SIMILAR_ITEMS, similar)
+    ctx.summary[SESSION_BLEND_MODEL] = publish_session_blend(ctx)
     return ctx.summary
+
+
+def publish_session_blend(ctx: RunContext) -> dict[str, Any]:
+    """V-SKNN over the window's sessions with the blend's weights chosen on its validation days,
+    saved and promoted for the service (default weights when the window has no validation session)."""
+    try:
+        weights, metrics = tune_session_blend(
+            ctx.window,
+            ctx.settings.validation_days,
+            ctx.depth(SIMILAR_ITEMS),
+            ctx.settings.session_validation_sessions,
+        )
+    except ValueError as error:
+        logger.warning("session blend: default weights (%s)", error)
+        weights, metrics = SessionBlendWeights(), {}
+    model = SessionBlendModel(weights).fit(ctx.window)
+    version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    ctx.registry.save(SESSION_BLEND_MODEL, version, model, metrics)
+    ctx.registry.promote(SESSION_BLEND_MODEL, version, metrics)
+    return {"version": version, "weights": weights.model_dump(include=set(BLEND_WEIGHTS)), **metrics}
 
 
 # -- stage 7 -----------------------------------------------------------------------------------

@@ -20,8 +20,11 @@ insert, milliseconds) would be missed until the next restart. Right after the st
 (which has no older poll) the watermark is the highest id read minus ``startup_overlap``
 ids, so the first polls re-read the latest events instead of the whole table.
 
-Memory: a user with online events costs a few hundred bytes (two small arrays), and only the
-``online_events_limit`` latest events of each user are kept.
+Memory: a user with online events costs a few hundred bytes (three small arrays), and only the
+``online_events_limit`` latest events of each user are kept: a bot's burst of thousands of
+events replaces its older ones instead of growing its memory. Events arriving out of time
+order are placed by their timestamp (newest first), so the running session
+(:meth:`~recsys.service.events.UserActivity.session`) is cut at the right gap.
 """
 
 from __future__ import annotations
@@ -142,7 +145,9 @@ class OnlineActivityCache:
             bought = np.union1d(bought, purchases)
         self._latest[user_id] = latest
         # A new object, assigned in one step: a request on another thread sees the old or the new.
-        self._activity[user_id] = UserActivity(np.ascontiguousarray(latest[:, 2]), bought)
+        self._activity[user_id] = UserActivity(
+            np.ascontiguousarray(latest[:, 2]), bought, np.ascontiguousarray(latest[:, 0])
+        )
 
     def _advance_watermark(self, now: float) -> None:
         self._polls.append((now, self._highest_seen))

@@ -15,23 +15,44 @@ intent, the offline list keeps the long-term taste). An item already placed is s
 first occurrence wins, with its source), items the user bought and unavailable items are
 removed beforehand, and when both lists run dry the popular default items fill the rest.
 Scores are each source's own and are not comparable across sources; the order is the answer.
+
+**Session blend.** For a visitor with online events, the running session (events up to the
+first gap of ``session_gap_minutes``) drives the list (:func:`session_blend`):
+
+1. *discovery*: the session's neighbours by V-SKNN over the published sessions
+   (:class:`~recsys.models.session_blend.SessionBlendModel`), their scores scaled to the best
+   one, plus ``covisitation_weight`` × the online i2i scores of the session's items scaled
+   likewise; the session's items and what the visitor bought are left out;
+2. the offline list of a returning visitor takes ``offline_share`` of the slots by the
+   weighted interleaving above (discovery asked first);
+3. a *strip* of the session's latest ``strip_length`` distinct items not bought (source
+   ``recently_viewed``: what visitors come back to buy) is placed from rank ``strip_rank``;
+4. the popular items fill what is left.
+
+The weights are the published model's, chosen on validation sessions by the pipeline
+(:mod:`recsys.pipeline.session_blend`, which scores these very functions).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice, repeat
 from typing import TypedDict
 
 import numpy as np
 
-from recsys.models.i2i import ItemToItemConfig, latest_distinct, score_one_user
+from recsys.models.i2i import BOUGHT, ItemToItemConfig, latest_distinct, score_one_user
+from recsys.models.session_blend import SessionBlendModel, SessionBlendWeights
 from recsys.service.events import UserActivity
-from recsys.service.store import Candidates, GroupedLists
+from recsys.service.store import Candidates, GroupedLists, Ids, in_sorted
 
 ONLINE_I2I = "online_i2i"
 # Neighbours of the published history of a user who has no published list.
 HISTORY_I2I = "history_i2i"
+# The session blend's sources: the session's neighbours, and the session's own items shown back.
+SESSION_KNN = "session_knn"
+RECENTLY_VIEWED = "recently_viewed"
 
 
 # An item of a list being blended: item id, score, label.
@@ -70,6 +91,16 @@ def online_i2i(
         recent, [similar.row(item) for item in recent.tolist()], config.recency_half_life
     )
     return Candidates(source, items, scores.astype(np.float32))
+
+
+def history_activity(history: Candidates | None, n_recent: int) -> UserActivity:
+    """A published history (``user_histories`` row of a user) as activity: its ``n_recent``
+    latest items and what the user bought."""
+    if history is None:
+        return UserActivity.none()
+    items = history.items.astype(np.int64)
+    bought = np.asarray(history.labels, dtype=object) == BOUGHT
+    return UserActivity(items[:n_recent], np.sort(items[bought]))
 
 
 def _entries(candidates: Candidates) -> Iterator[Entry]:
@@ -156,3 +187,108 @@ def _place_all(stream: Iterator[Entry], placed: list[Recommendation], seen: set[
 def sources_of(recommendations: Sequence[Recommendation]) -> list[str]:
     """Distinct sources of an answer, in order of first appearance."""
     return list(dict.fromkeys(r["source"] for r in recommendations))
+
+
+@dataclass(frozen=True)
+class SessionCandidates:
+    """What the session blend mixes for one visitor, computed once per change of their events.
+
+    Attributes
+    ----------
+    strip : Candidates
+        The session's distinct items, newest first, without bought or unavailable ones.
+    neighbours : Candidates
+        V-SKNN's items for the session, best first (none without a published model).
+    covisitation : Candidates
+        Online i2i neighbours of the session's items, best first.
+    """
+
+    strip: Candidates
+    neighbours: Candidates
+    covisitation: Candidates
+
+    @classmethod
+    def empty(cls) -> SessionCandidates:
+        """No online events."""
+        return cls(
+            Candidates.empty(RECENTLY_VIEWED), Candidates.empty(SESSION_KNN), Candidates.empty(ONLINE_I2I)
+        )
+
+
+def session_candidates(
+    session: UserActivity,
+    model: SessionBlendModel | None,
+    similar: GroupedLists,
+    config: ItemToItemConfig,
+    known: Ids,
+    unavailable: Ids,
+) -> SessionCandidates:
+    """The candidates of a running session (``session``: its events newest first, and everything
+    the visitor bought; ``known`` and ``unavailable``: sorted item ids of the catalogue).
+
+    Items nobody has seen in training find no neighbours (they still give context to the rest);
+    items the catalogue does not know (a client's mistake, a bot) are never shown back.
+    """
+    if session.recent.size == 0:
+        return SessionCandidates.empty()
+    excluded = np.union1d(session.bought, session.recent)
+    distinct = latest_distinct(session.recent, session.recent.size)
+    # Shown back: items the catalogue knows, still available, not bought.
+    shown = (
+        in_sorted(distinct, known) & ~in_sorted(distinct, session.bought) & ~in_sorted(distinct, unavailable)
+    )
+    strip = distinct[shown]
+    strip_scores = np.arange(strip.size, 0, -1, dtype=np.float32)
+    neighbours = Candidates.empty(SESSION_KNN)
+    if model is not None:
+        timestamp = int(session.timestamps[0]) if session.timestamps.size else 0
+        items, scores = model.neighbours_of(session.recent, timestamp)
+        neighbours = Candidates(SESSION_KNN, items, scores.astype(np.float32)).without(excluded)
+        neighbours = neighbours.without(unavailable)
+    covisitation = online_i2i(session, similar, config).without(excluded)
+    return SessionCandidates(Candidates(RECENTLY_VIEWED, strip, strip_scores), neighbours, covisitation)
+
+
+def discovery_list(candidates: SessionCandidates, covisitation_weight: float) -> Candidates:
+    """V-SKNN's items fused with co-visitation's: each list's scores over its best, summed with
+    ``covisitation_weight`` on co-visitation; best first, ties by item id. An item keeps the
+    source ``session_knn`` when V-SKNN found it."""
+    parts = [(candidates.neighbours, 1.0), (candidates.covisitation, covisitation_weight)]
+    parts = [(c, w) for c, w in parts if len(c) and w > 0]
+    if not parts:
+        return Candidates.empty(SESSION_KNN)
+    if len(parts) == 1 and parts[0][0] is candidates.neighbours:
+        return candidates.neighbours
+    items = np.concatenate([c.items.astype(np.int64) for c, _ in parts])
+    scaled = np.concatenate(
+        [c.scores.astype(np.float64) * (w / max(float(c.scores.max()), 1e-12)) for c, w in parts]
+    )
+    distinct, slot = np.unique(items, return_inverse=True)
+    summed = np.bincount(slot, weights=scaled, minlength=distinct.size)
+    order = np.lexsort((distinct, -summed))
+    distinct, summed = distinct[order], summed[order]
+    from_knn = in_sorted(distinct, np.sort(candidates.neighbours.items.astype(np.int64)))
+    labels = tuple(np.where(from_knn, SESSION_KNN, ONLINE_I2I).tolist())
+    return Candidates(SESSION_KNN, distinct, summed.astype(np.float32), labels)
+
+
+def session_blend(
+    candidates: SessionCandidates,
+    offline: Candidates,
+    fillers: Sequence[Candidates],
+    k: int,
+    weights: SessionBlendWeights,
+) -> list[Recommendation]:
+    """The served list of a visitor with a running session (see the module); ``offline`` and
+    ``fillers`` must already be without what the visitor bought and unavailable items."""
+    strip = as_recommendations(candidates.strip, min(weights.strip_length, k))
+    strip_items = np.sort(np.array([r["item_id"] for r in strip], dtype=np.int64))
+    discovery = discovery_list(candidates, weights.covisitation_weight)
+    merged = blend(discovery, offline.without(strip_items), [], k, 1.0 - weights.offline_share)
+    head = min(weights.strip_rank - 1, len(merged))
+    placed = (merged[:head] + strip + merged[head:])[:k]
+    if len(placed) < k:
+        seen = {r["item_id"] for r in placed}
+        for filler in fillers:
+            _place_all(_entries(filler), placed, seen, k)
+    return placed

@@ -17,7 +17,7 @@ exact duplicate rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -61,16 +61,30 @@ class OnlineEvent:
 
 @dataclass(frozen=True)
 class UserActivity:
-    """What a user did online: the items of the latest events (newest first) and every item
-    bought (sorted). Plain arrays, read on every personalised request."""
+    """What a user did online: the items of the latest events (newest first), every item bought
+    (sorted) and, aligned with ``recent``, the events' Unix-ms timestamps (empty for a published
+    history, which has none). Plain arrays, read on every personalised request."""
 
     recent: npt.NDArray[np.int64]
     bought: npt.NDArray[np.int64]
+    timestamps: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @classmethod
     def none(cls) -> UserActivity:
         """No online events."""
         return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+
+    def session(self, gap_ms: int) -> UserActivity:
+        """The running session: the latest events up to the first gap of more than ``gap_ms``
+        between two consecutive ones (all of them without timestamps)."""
+        if self.timestamps.size < 2:
+            return self
+        gaps = self.timestamps[:-1] - self.timestamps[1:]
+        breaks = np.flatnonzero(gaps > gap_ms)
+        if breaks.size == 0:
+            return self
+        end = int(breaks[0]) + 1
+        return UserActivity(self.recent[:end], self.bought, self.timestamps[:end])
 
 
 # Columns of the arrays :meth:`OnlineEventsRepository.events_after` returns.

@@ -28,7 +28,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from recsys.config import Settings
 from recsys.data.prepare import to_epoch_ms
-from recsys.models.i2i import BOUGHT, ItemToItemConfig
+from recsys.models.base import ModelError
+from recsys.models.i2i import ItemToItemConfig
+from recsys.models.session_blend import SESSION_BLEND_MODEL, SessionBlendModel, SessionBlendWeights
 from recsys.publishing.catalogue import (
     DEFAULT_RECOMMENDATIONS,
     I2I_RECOMMENDATIONS,
@@ -38,13 +40,18 @@ from recsys.publishing.catalogue import (
     USER_HISTORIES,
     PublishedTable,
 )
+from recsys.publishing.registry import ModelRegistry, ModelVersion
 from recsys.service.activity import OnlineActivityCache
 from recsys.service.blending import (
     HISTORY_I2I,
     Recommendation,
+    SessionCandidates,
     as_recommendations,
     blend,
+    history_activity,
     online_i2i,
+    session_blend,
+    session_candidates,
     sources_of,
 )
 from recsys.service.events import OnlineEvent, OnlineEventsRepository, UserActivity
@@ -53,6 +60,7 @@ from recsys.service.metrics import ServiceMetrics
 from recsys.service.settings import ServiceSettings
 from recsys.service.store import Candidates, GroupedLists, RecommendationStore, load_store
 from recsys.storage.database import create_db_engine
+from recsys.storage.object_store import open_object_store
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +199,13 @@ class RecommendationService:
         self.engine = engine if engine is not None else create_service_engine(settings)
         self.events = OnlineEventsRepository(self.engine)
         self.activity = OnlineActivityCache(settings.online_events_limit)
-        # Per user with online events: (activity, similar items, online i2i list) last computed.
-        self._online_memo: dict[int, tuple[UserActivity, GroupedLists, Candidates]] = {}
+        # Per user with online events: (activity, similar items, session model, candidates) last computed.
+        self._online_memo: dict[
+            int, tuple[UserActivity, GroupedLists, SessionBlendModel | None, SessionCandidates]
+        ] = {}
+        self.registry = ModelRegistry(open_object_store(settings.store_url, settings))
+        # The published session model and its version: replaced whole (one assignment) on reload.
+        self._session: tuple[ModelVersion | None, SessionBlendModel | None] = (None, None)
         self.database = DatabaseRetryTracker(settings.database_retry_seconds)
         self.i2i_config = ItemToItemConfig()
         self._store = RecommendationStore.empty()
@@ -245,7 +258,7 @@ class RecommendationService:
                 raise
             self.database.succeeded()
             self.last_reload_error = None
-            changed = fresh is not current
+            changed = (fresh is not current) | self._reload_session_model()
             # One reference assignment: requests see either the old or the new store, whole.
             self._store = fresh
             self.metrics.reloads.labels("changed" if changed else "unchanged").inc()
@@ -255,6 +268,28 @@ class RecommendationService:
                 self.metrics.store_load_seconds.set(seconds)
                 self._publish_store_metrics()
             return ReloadResult(changed, fresh.versions)
+
+    def _reload_session_model(self) -> bool:
+        """Load the published session model if its version changed; whether it did. A model that
+        cannot be read leaves the current one in service (logged)."""
+        try:
+            promoted = self.registry.current(SESSION_BLEND_MODEL)
+            if promoted is None or promoted == self._session[0]:
+                return False
+            model = SessionBlendModel.load(
+                self.registry.store, self.registry.prefix(SESSION_BLEND_MODEL, promoted.version)
+            )
+        except (ModelError, OSError, ValueError) as error:
+            logger.warning("the session model was not reloaded: %s", error)
+            return False
+        self._session = (promoted, model)
+        logger.info("session model %s in service", promoted.version)
+        return True
+
+    @property
+    def session_model(self) -> SessionBlendModel | None:
+        """The published session model (``None`` until the pipeline has published one)."""
+        return self._session[1]
 
     def try_reload(self) -> None:
         """:meth:`reload` for the background loop: errors are logged and counted, never raised."""
@@ -308,12 +343,18 @@ class RecommendationService:
         offline = self._offline_list(store, user_id, history, fallbacks)
         fallbacks.extend(self._online_fallbacks())
         activity = self.activity.get(user_id)
-        neighbours = self._online_candidates(user_id, activity, store)
         # The store's lists hold available items only, and the published lists nothing bought
         # before; what the user bought since (online) or before (history) goes here.
         bought = np.union1d(activity.bought, history.bought)
         offline, default = offline.without(bought), store.default().without(bought)
-        items = blend(neighbours, offline, [default], k, self.settings.online_share)
+        if activity.recent.size:
+            model = self.session_model
+            candidates = self._session_candidates(user_id, activity, store, model)
+            own = offline if offline.source != "default" else Candidates.empty("default")
+            weights = model.config if model is not None else SessionBlendWeights()
+            items = session_blend(candidates, own, [default], k, weights)
+        else:
+            items = blend(Candidates.empty("online"), offline, [default], k)
         sources = sources_of(items)
         if offline.source != "default" and "default" in sources:
             fallbacks.append(FallbackReason.FILLED_WITH_DEFAULT)
@@ -321,32 +362,42 @@ class RecommendationService:
         return RecommendationResult(items, sources, fallbacks)
 
     def online(self, user_id: int, k: int) -> RecommendationResult:
-        """Online i2i only: neighbours of the user's latest online items (may be fewer than ``k``)."""
+        """The session blend without the offline list: from the user's online events only (may be
+        fewer than ``k``)."""
         store = self._ready_store(k, "online")
         fallbacks = self._online_fallbacks()
-        neighbours = self._online_candidates(user_id, self.activity.get(user_id), store)
-        items = as_recommendations(neighbours, k)
+        model = self.session_model
+        candidates = self._session_candidates(user_id, self.activity.get(user_id), store, model)
+        weights = model.config if model is not None else SessionBlendWeights()
+        items = session_blend(candidates, Candidates.empty("online"), [], k, weights)
         if not items and not fallbacks:
             fallbacks.append(FallbackReason.NO_ONLINE_EVENTS)
         self.metrics.count_request("online", fallbacks)
         return RecommendationResult(items, sources_of(items), fallbacks)
 
-    def _online_candidates(
-        self, user_id: int, activity: UserActivity, store: RecommendationStore
-    ) -> Candidates:
-        """The user's online i2i list without what they bought, computed once per change.
+    def _session_candidates(
+        self,
+        user_id: int,
+        activity: UserActivity,
+        store: RecommendationStore,
+        model: SessionBlendModel | None,
+    ) -> SessionCandidates:
+        """The candidates of the user's running session, computed once per change.
 
-        It depends only on the user's activity and the similar-items table, both immutable
-        objects replaced on change, so the list is kept until either is replaced: repeated
+        They depend only on the user's activity, the similar-items table and the session model,
+        immutable objects replaced on change, so they are kept until one is replaced: repeated
         requests of a user (a page and its refreshes) skip the scoring.
         """
         similar = store.lists(SIMILAR_ITEMS)
         memo = self._online_memo.get(user_id)
-        if memo is not None and memo[0] is activity and memo[1] is similar:
-            return memo[2]
-        candidates = online_i2i(activity, similar, self.i2i_config).without(activity.bought)
+        if memo is not None and memo[0] is activity and memo[1] is similar and memo[2] is model:
+            return memo[3]
+        session = activity.session(self.settings.session_gap_minutes * 60_000)
+        candidates = session_candidates(
+            session, model, similar, self.i2i_config, store.known_items, store.unavailable_items
+        )
         if activity.recent.size:
-            self._online_memo[user_id] = (activity, similar, candidates)
+            self._online_memo[user_id] = (activity, similar, model, candidates)
         return candidates
 
     def similar(self, item_id: int, k: int) -> list[Recommendation]:
@@ -369,12 +420,7 @@ class RecommendationService:
 
     def _history(self, store: RecommendationStore, user_id: int) -> UserActivity:
         """The user's published history: latest distinct items first, and what they bought."""
-        found = store.lists(USER_HISTORIES).get(user_id, "history")
-        if found is None:
-            return UserActivity.none()
-        items = found.items.astype(np.int64)
-        bought = np.asarray(found.labels, dtype=object) == BOUGHT
-        return UserActivity(items[: self.i2i_config.n_recent], np.sort(items[bought]))
+        return history_activity(store.lists(USER_HISTORIES).get(user_id, "history"), self.i2i_config.n_recent)
 
     def _offline_list(
         self, store: RecommendationStore, user_id: int, history: UserActivity, fallbacks: list[FallbackReason]

@@ -22,8 +22,6 @@ class ServiceSettings(Settings):
     online_events_limit: int = Field(100, ge=1, le=10_000)
     # How often each worker reads the online events other workers recorded (their delay to show).
     online_events_refresh_seconds: float = Field(0.5, gt=0)
-    # Share of the blended list given to online i2i items (they alternate with the offline list).
-    online_share: float = Field(0.5, ge=0, le=1)
     # After a failed database call, the background refreshes wait this long before trying again.
     database_retry_seconds: float = Field(5.0, ge=0)
     # Bound on connecting to PostgreSQL, so an unreachable server degrades requests quickly.

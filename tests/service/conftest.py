@@ -51,6 +51,8 @@ class PublishedData:
     sqlite_path: Path
     tables: dict[str, pd.DataFrame]
     items: pd.DataFrame
+    # The object store the pipeline saved its models in (the session model the service loads).
+    store_path: Path
 
     def ranked_user(self, index: int = 0) -> int:
         """A user with ranked recommendations."""
@@ -112,7 +114,7 @@ def published_data(tmp_path_factory: pytest.TempPathFactory) -> PublishedData:
         items = pd.read_sql(sa.select(ITEMS), conn)
     engine.dispose()
     ctx.engine.dispose()
-    return PublishedData(sqlite_path, tables, items)
+    return PublishedData(sqlite_path, tables, items, folder / "store")
 
 
 @pytest.fixture

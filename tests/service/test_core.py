@@ -326,16 +326,17 @@ def test_online_list_follows_new_events_and_new_similar_items(
     core: RecommendationService, small_db: Engine
 ) -> None:
     core.record_event(1, 10, "view", datetime(2026, 1, 1, tzinfo=UTC))
-    assert ids(core.online(1, 5).items) == [40, 41]
-    assert ids(core.online(1, 5).items) == [40, 41]
+    # Neighbours of the session, then the session's item shown back (the strip, after them).
+    assert ids(core.online(1, 5).items) == [40, 41, 10]
+    assert ids(core.online(1, 5).items) == [40, 41, 10]
     core.record_event(1, 41, "transaction", datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
-    assert ids(core.online(1, 5).items) == [40]
+    assert ids(core.online(1, 5).items) == [40, 10]
     frame = pd.DataFrame(
         {"item_id": [10], "similar_item_id": [77], "score": [0.9], "rank": [1], "source": ["covisitation"]}
     )
     publish(small_db, "similar_items", frame)
     core.reload()
-    assert ids(core.online(1, 5).items) == [77]
+    assert ids(core.online(1, 5).items) == [77, 10]
 
 
 def test_k_is_bounded_by_what_each_answer_s_table_publishes(small_db: Engine) -> None:
@@ -366,9 +367,10 @@ def test_online_purchase_is_filtered_and_online_items_blended(core: Recommendati
     core.record_event(1, 10, "view", datetime(2026, 1, 1, tzinfo=UTC))
     core.record_event(1, 11, "transaction", datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
     result = core.personalized(1, 4)
-    assert ids(result.items) == [40, 10, 41, 50]
-    assert result.sources == ["online_i2i", "ranked", "default"]
-    assert ids(core.online(1, 5).items) == [40, 41]
+    # 10 is the session's item: shown back once, in the strip, not again from the ranked list.
+    assert ids(result.items) == [40, 41, 10, 50]
+    assert result.sources == ["online_i2i", "recently_viewed", "default"]
+    assert ids(core.online(1, 5).items) == [40, 41, 10]
     text = generate_latest(core.metrics.registry).decode()
     assert 'recsys_online_events_recorded_total{event="transaction"} 1.0' in text
     assert 'recsys_recommendation_requests_total{kind="personalized"} 1.0' in text
@@ -445,11 +447,11 @@ def test_relative_data_dir_is_taken_from_the_project_root(
 ) -> None:
     for name in ("RECSYS_DATA_DIR", "RECSYS_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    (tmp_path / ".env").write_text("RECSYS_DATA_DIR=state\nRECSYS_ONLINE_SHARE=0.25\n")
+    (tmp_path / ".env").write_text("RECSYS_DATA_DIR=state\nRECSYS_DATABASE_RETRY_SECONDS=0.25\n")
     settings = load_service_settings(tmp_path)
     assert settings.data_dir == tmp_path / "state"
     assert settings.db_url == f"sqlite:///{tmp_path / 'state' / 'recsys.sqlite3'}"
-    assert settings.online_share == 0.25
+    assert settings.database_retry_seconds == 0.25
     monkeypatch.setenv("RECSYS_DATA_DIR", "/srv/recsys")
     assert load_service_settings(tmp_path).data_dir == Path("/srv/recsys")
 

@@ -1,0 +1,196 @@
+"""The session blend's weights, chosen on validation sessions of the loaded data.
+
+The training window's last ``validation_days`` are held out; V-SKNN and co-visitation are
+fitted on the days before, and the validation sessions are replayed prefix by prefix
+(:func:`recsys.evaluation.sessions.session_replay`). Every prefix's candidates are computed
+once with the service's own functions (:func:`recsys.service.blending.session_candidates`),
+and each weighting is scored by running the service's :func:`~recsys.service.blending.session_blend`
+on them, so what is tuned is what is served. The search is coordinate-wise:
+
+1. ``covisitation_weight``: best discovery MRR@20 (no strip, no offline list);
+2. ``offline_share``: best discovery MRR@20 (the offline list of a returning visitor is the
+   neighbours of their training history, what the service serves users without a published list);
+3. ``strip_length`` and ``strip_rank``: best discovery MRR@20 among those whose cart HR@10 is at
+   least that of the "recently seen" list (the session's items, latest first: the strongest
+   single method on cart); if none is, the best cart HR@10.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.evaluation.sessions import SessionReplay, recently_seen, session_metrics, session_replay
+from recsys.models.dataset import PURCHASE_EVENTS, InteractionData
+from recsys.models.i2i import ItemToItemConfig, user_histories
+from recsys.models.popular import PopularModel
+from recsys.models.session_blend import BLEND_WEIGHTS, SessionBlendModel, SessionBlendWeights
+from recsys.models.similar import covisitation_similar_items
+from recsys.service.blending import (
+    HISTORY_I2I,
+    SessionCandidates,
+    history_activity,
+    online_i2i,
+    session_blend,
+    session_candidates,
+)
+from recsys.service.events import UserActivity
+from recsys.service.store import Candidates, GroupedLists, compact_ids
+
+logger = logging.getLogger(__name__)
+
+K = 20
+COVISITATION_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
+OFFLINE_SHARES = (0.0, 0.1, 0.25, 0.5)
+STRIP_LENGTHS = (0, 1, 2, 3, 5)
+STRIP_RANKS = (1, 2, 4, 6, 8)
+GOAL = "discovery_mrr@20"
+CART = "cart_hr@10"
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """One validation prefix as the service would see it."""
+
+    prefix_id: int
+    candidates: SessionCandidates
+    offline: Candidates
+    default: Candidates
+
+
+def tune_session_blend(
+    data: InteractionData,
+    validation_days: float,
+    n_similar: int,
+    max_sessions: int,
+    base: SessionBlendWeights | None = None,
+    seed: int = 0,
+) -> tuple[SessionBlendWeights, dict[str, float]]:
+    """The blend's weights chosen on the last ``validation_days`` of ``data``, with their metrics.
+
+    Parameters
+    ----------
+    data : InteractionData
+        The training window.
+    validation_days : float
+        Days held out at the end of the window.
+    n_similar : int
+        Co-visitation neighbours per item (as published).
+    max_sessions : int
+        Validation sessions replayed at most (a seeded sample: bounds the stage's time).
+    base : SessionBlendWeights, optional
+        V-SKNN's settings (kept) and the starting weights.
+
+    Raises
+    ------
+    ValueError
+        If the window leaves no training days or no validation session with a target.
+    """
+    base = base or SessionBlendWeights()
+    interactions = data.interactions.drop(columns=["user_code", "item_code"])
+    start = pd.Timestamp(interactions["datetime"].max()) - pd.Timedelta(days=validation_days)
+    before = interactions[interactions["datetime"] < start]
+    if before.empty:
+        raise ValueError(f"no training days before the validation start {start}: use fewer validation days")
+    train = InteractionData.build(before, data.items.reset_index(), now=start)
+    validation = interactions[interactions["datetime"] >= start]
+    sessions = validation[["user_id", "session_index"]].drop_duplicates()
+    if len(sessions) > max_sessions:
+        sessions = sessions.sample(max_sessions, random_state=seed)
+        validation = validation.merge(sessions, on=["user_id", "session_index"])
+    replay = session_replay(validation)
+    prefixes = _prefixes(replay, train, base, n_similar)
+    logger.info("session blend: %d validation prefixes", len(prefixes))
+
+    def score(weights: SessionBlendWeights) -> dict[str, float]:
+        return session_metrics(blend_lists(prefixes, weights), replay)
+
+    best = base.model_copy(update={"strip_length": 0, "offline_share": 0.0})
+    best = _best(best, "covisitation_weight", COVISITATION_WEIGHTS, score)
+    best = _best(best, "offline_share", OFFLINE_SHARES, score)
+    reference = session_metrics(recently_seen(replay.prefix_events(), K), replay)[CART]
+    trials = []
+    for length, rank in product(STRIP_LENGTHS, STRIP_RANKS):
+        if length == 0 and rank > 1:
+            continue
+        weights = best.model_copy(update={"strip_length": length, "strip_rank": rank})
+        trials.append((weights, score(weights)))
+    meeting = [t for t in trials if t[1][CART] >= reference]
+    chosen, metrics = (
+        max(meeting, key=lambda t: (t[1][GOAL], t[1][CART]))
+        if meeting
+        else max(trials, key=lambda t: (t[1][CART], t[1][GOAL]))
+    )
+    result = {f"validation_{name}": value for name, value in metrics.items()}
+    result["validation_recently_seen_cart_hr@10"] = reference
+    logger.info("session blend weights: %s", chosen.model_dump(include=set(BLEND_WEIGHTS)))
+    return chosen, result
+
+
+def _best(
+    weights: SessionBlendWeights, field: str, values: tuple[Any, ...], score: Any
+) -> SessionBlendWeights:
+    """``weights`` with ``field`` set to the value of best discovery MRR@20 (the first on ties)."""
+    trials = [weights.model_copy(update={field: value}) for value in values]
+    goals = [score(trial)[GOAL] for trial in trials]
+    return trials[int(np.argmax(goals))]
+
+
+def blend_lists(prefixes: list[_Prefix], weights: SessionBlendWeights) -> pd.DataFrame:
+    """The service's session blend for every prefix: ``prefix_id, item_id, rank``."""
+    ids: list[int] = []
+    items: list[int] = []
+    ranks: list[int] = []
+    for prefix in prefixes:
+        answer = session_blend(prefix.candidates, prefix.offline, [prefix.default], K, weights)
+        ids.extend([prefix.prefix_id] * len(answer))
+        items.extend(r["item_id"] for r in answer)
+        ranks.extend(range(1, len(answer) + 1))
+    return pd.DataFrame({"prefix_id": ids, "item_id": items, "rank": ranks}, dtype=np.int64)
+
+
+def _prefixes(
+    replay: SessionReplay, train: InteractionData, base: SessionBlendWeights, n_similar: int
+) -> list[_Prefix]:
+    """Each prefix's candidates, as the service computes them for a visitor with those events."""
+    model = SessionBlendModel(base).fit(train)
+    config = ItemToItemConfig()
+    similar = GroupedLists.from_frame(
+        covisitation_similar_items(train, n_similar).assign(source="covisitation"),
+        "item_id",
+        item="similar_item_id",
+        label="source",
+    )
+    histories = GroupedLists.from_frame(user_histories(train, config.n_recent), "user_id", label="relation")
+    ranking = PopularModel().fit(train).ranking(train, 100)
+    popular = Candidates(
+        "default", compact_ids(ranking["item_id"]), ranking["score"].to_numpy(dtype=np.float32)
+    )
+    known = compact_ids(np.sort(train.items.index.to_numpy()))
+    unavailable = compact_ids(np.sort(train.item_codes.ids[train.is_unavailable(train.item_codes.ids)]))
+    events = replay.prefix_events()
+    events = events.assign(ms=events["datetime"].to_numpy().astype("datetime64[ms]").astype(np.int64))
+    result = []
+    for (prefix_id, user_id), rows in events.groupby(["prefix_id", "user_id"], sort=True):
+        newest = rows.iloc[::-1]
+        past = history_activity(histories.get(int(user_id), "history"), config.n_recent)
+        purchases = newest.loc[newest["event"].isin(PURCHASE_EVENTS), "item_id"].to_numpy(dtype=np.int64)
+        bought = np.union1d(purchases, past.bought)
+        session = UserActivity(
+            newest["item_id"].to_numpy(dtype=np.int64), bought, newest["ms"].to_numpy(dtype=np.int64)
+        )
+        offline = online_i2i(past, similar, config, HISTORY_I2I).without(bought)
+        result.append(
+            _Prefix(
+                int(prefix_id),
+                session_candidates(session, model, similar, config, known, unavailable),
+                offline.without(unavailable),
+                popular.without(bought).without(unavailable),
+            )
+        )
+    return result

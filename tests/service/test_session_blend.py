@@ -1,0 +1,257 @@
+"""The served session blend: hand-computed merges, the running session, bad input, freshness over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.models.session_blend import SessionBlendWeights
+from recsys.service.blending import (
+    ONLINE_I2I,
+    RECENTLY_VIEWED,
+    SESSION_KNN,
+    Recommendation,
+    SessionCandidates,
+    discovery_list,
+    session_blend,
+)
+from recsys.service.events import OnlineEvent, UserActivity
+from recsys.service.service import RecommendationService
+from recsys.service.settings import ServiceSettings
+from recsys.service.store import Candidates
+from tests.service.conftest import API_KEY, LiveService, PublishedData
+
+AUTH = {"X-API-Key": API_KEY}
+MINUTE_MS = 60_000
+StartService = Callable[..., LiveService]
+
+
+def candidates(source: str, items: list[int], scores: list[float] | None = None) -> Candidates:
+    values = scores if scores is not None else [float(len(items) - i) for i in range(len(items))]
+    return Candidates(source, np.array(items, dtype=np.int64), np.array(values, dtype=np.float32))
+
+
+def weights(**changes: object) -> SessionBlendWeights:
+    return SessionBlendWeights().model_copy(update=changes)
+
+
+def ids(answer: Sequence[Recommendation]) -> list[int]:
+    return [r["item_id"] for r in answer]
+
+
+# -- the merge, by hand ---------------------------------------------------------------------------
+def test_strip_sits_from_its_rank_and_discovery_keeps_the_top() -> None:
+    found = SessionCandidates(
+        candidates(RECENTLY_VIEWED, [7, 8, 9]),
+        candidates(SESSION_KNN, [1, 2, 3, 4]),
+        Candidates.empty(ONLINE_I2I),
+    )
+    answer = session_blend(
+        found,
+        Candidates.empty("ranked"),
+        [candidates("default", [50, 1, 51])],
+        8,
+        weights(strip_length=2, strip_rank=3),
+    )
+    assert ids(answer) == [1, 2, 7, 8, 3, 4, 50, 51]
+    assert [r["source"] for r in answer][:4] == [SESSION_KNN, SESSION_KNN, RECENTLY_VIEWED, RECENTLY_VIEWED]
+
+
+def test_offline_share_interleaves_and_strip_items_are_not_repeated() -> None:
+    found = SessionCandidates(
+        candidates(RECENTLY_VIEWED, [7]), candidates(SESSION_KNN, [1, 2, 3]), Candidates.empty(ONLINE_I2I)
+    )
+    offline = candidates("ranked", [7, 10, 11, 1])
+    answer = session_blend(found, offline, [], 6, weights(strip_length=1, strip_rank=1, offline_share=0.5))
+    # Strip first; then discovery and offline alternate (discovery first), 7 and 1 not twice.
+    assert ids(answer) == [7, 1, 10, 2, 11, 3]
+
+
+def test_covisitation_scores_are_scaled_to_their_best_and_added() -> None:
+    found = SessionCandidates(
+        Candidates.empty(RECENTLY_VIEWED),
+        candidates(SESSION_KNN, [1, 2], [4.0, 2.0]),  # scaled: 1.0, 0.5
+        candidates(ONLINE_I2I, [3, 2], [10.0, 9.0]),  # scaled: 1.0, 0.9
+    )
+    fused = discovery_list(found, covisitation_weight=0.5)
+    # 1: 1.0; 2: 0.5 + 0.45 = 0.95; 3: 0.5.
+    assert fused.items.tolist() == [1, 2, 3]
+    assert fused.scores.tolist() == pytest.approx([1.0, 0.95, 0.5])
+    assert fused.labels == (SESSION_KNN, SESSION_KNN, ONLINE_I2I)
+    assert discovery_list(found, 0.0) is found.neighbours
+
+
+def test_running_session_is_cut_at_the_gap() -> None:
+    times = np.array([100, 90, 80, 40, 35], dtype=np.int64) * MINUTE_MS  # newest first
+    activity = UserActivity(np.array([5, 4, 3, 2, 1]), np.empty(0, np.int64), times)
+    assert activity.session(30 * MINUTE_MS).recent.tolist() == [5, 4, 3]
+    assert activity.session(60 * MINUTE_MS).recent.tolist() == [5, 4, 3, 2, 1]
+    history = UserActivity(np.array([5, 4]), np.empty(0, np.int64))
+    assert history.session(MINUTE_MS).recent.tolist() == [5, 4]
+
+
+# -- the service, in process ----------------------------------------------------------------------
+@pytest.fixture
+def service(
+    sqlite_copy: str, published_data: PublishedData, tmp_path: Path
+) -> Iterator[RecommendationService]:
+    settings = ServiceSettings(
+        _env_file=None,
+        data_dir=tmp_path,
+        database_url=sqlite_copy,
+        object_store_url=str(published_data.store_path),
+        online_events_limit=50,
+    )
+    service = RecommendationService(settings)
+    service.reload()
+    service.activity.apply_poll(np.empty((0, 5), dtype=np.int64))
+    yield service
+    service.close()
+
+
+class Visitor:
+    """Feeds one visitor's events to the service's activity cache."""
+
+    ids = count(1)
+
+    def __init__(self, service: RecommendationService, user: int, start_ms: int = 1_700_000_000_000) -> None:
+        self.service, self.user, self.now = service, user, start_ms
+
+    def event(self, item: int, event: str = "view", at: int | None = None) -> None:
+        self.now += 40_000
+        self.service.activity.add(OnlineEvent(next(self.ids), self.user, item, event, at or self.now))
+
+
+def session_items(published_data: PublishedData, n: int) -> list[int]:
+    """Items of one category-focused training session: V-SKNN finds neighbours for them."""
+    similar = published_data.tables["similar_items"]
+    first = published_data.item_with_neighbours(3)
+    rows = similar[similar["item_id"] == first].sort_values("rank")["similar_item_id"].astype(int)
+    return [first, *rows.tolist()][:n]
+
+
+def test_a_new_visitors_clicks_are_served_the_published_blend(
+    service: RecommendationService, published_data: PublishedData
+) -> None:
+    model = service.session_model
+    assert model is not None, "stage 6 publishes the session model and the service loads it"
+    user = published_data.cold_user()
+    before = service.personalized(user, 10)
+    visitor = Visitor(service, user)
+    viewed = session_items(published_data, 3)
+    for item in viewed:
+        visitor.event(item)
+    answer = service.personalized(user, 10)
+    assert ids(answer.items) != ids(before.items)
+    assert SESSION_KNN in answer.sources
+    strip = [r["item_id"] for r in answer.items if r["source"] == RECENTLY_VIEWED]
+    expected = [i for i in viewed[::-1] if i in set(published_data.items["item_id"])][
+        : model.config.strip_length
+    ]
+    available = set(published_data.items.loc[published_data.items["available"].ne(False), "item_id"])
+    assert strip == [i for i in expected if i in available]
+    if strip:
+        assert ids(answer.items).index(strip[0]) == min(
+            model.config.strip_rank - 1, len(answer.items) - len(strip)
+        )
+    online = service.online(user, 10)
+    assert set(ids(online.items)) <= set(ids(answer.items)) | set(ids(service.online(user, 20).items))
+    assert "default" not in online.sources
+
+
+def test_unknown_items_give_no_neighbours_and_are_never_shown(
+    service: RecommendationService, published_data: PublishedData
+) -> None:
+    user = published_data.cold_user() + 1
+    visitor = Visitor(service, user)
+    for item in (10**11, 10**11 + 1):
+        visitor.event(item)
+    only_unknown = service.personalized(user, 10)
+    assert ids(only_unknown.items) == ids(service.default(10).items)  # nothing to go on: popular
+    known = session_items(published_data, 1)[0]
+    visitor.event(known)
+    mixed = service.personalized(user, 10)
+    assert not {10**11, 10**11 + 1} & set(ids(mixed.items))
+    assert SESSION_KNN in mixed.sources
+
+
+def test_a_bots_burst_keeps_memory_and_latency_bounded(
+    service: RecommendationService, published_data: PublishedData
+) -> None:
+    user = published_data.cold_user() + 2
+    items = published_data.items["item_id"].astype(int).to_numpy()
+    rows = np.column_stack(
+        [
+            np.arange(10**6, 10**6 + 5000),
+            np.full(5000, user),
+            items[np.arange(5000) % items.size],
+            1_700_000_000_000 + np.arange(5000) * 1000,
+            np.zeros(5000, dtype=np.int64),
+        ]
+    ).astype(np.int64)
+    service.activity.apply_poll(rows)
+    activity = service.activity.get(user)
+    assert activity.recent.size == activity.timestamps.size == service.settings.online_events_limit
+    # The latest events are the ones kept.
+    assert activity.timestamps[0] == rows[-1, 3]
+    answer = service.personalized(user, 10)
+    assert len(answer.items) == 10
+
+
+def test_events_out_of_time_order_are_placed_by_their_timestamp(
+    service: RecommendationService, published_data: PublishedData
+) -> None:
+    user = published_data.cold_user() + 3
+    visitor = Visitor(service, user)
+    a, b, c = session_items(published_data, 3)
+    visitor.event(a, at=1_700_000_000_000)
+    visitor.event(b, at=1_700_000_000_000 + 2 * 3600_000)  # a later session
+    visitor.event(c, at=1_700_000_000_000 + 60_000)  # arrives last, belongs to the first session
+    activity = service.activity.get(user)
+    assert activity.recent.tolist() == [b, c, a]
+    assert activity.session(service.settings.session_gap_minutes * MINUTE_MS).recent.tolist() == [b]
+
+
+def test_a_visitor_with_only_purchases_is_not_shown_what_they_bought(
+    service: RecommendationService, published_data: PublishedData
+) -> None:
+    user = published_data.cold_user() + 4
+    visitor = Visitor(service, user)
+    bought = session_items(published_data, 3)
+    for item in bought:
+        visitor.event(item, "transaction")
+    for endpoint in (service.personalized, service.online):
+        answer = endpoint(user, 10)
+        assert not set(bought) & set(ids(answer.items))
+        assert RECENTLY_VIEWED not in answer.sources
+
+
+# -- over HTTP ------------------------------------------------------------------------------------
+def test_an_anonymous_visitors_clicks_change_every_workers_answer_within_a_second(
+    sqlite_copy: str, published_data: PublishedData, start_service: StartService
+) -> None:
+    live = start_service(
+        sqlite_copy, workers=2, env={"RECSYS_OBJECT_STORE_URL": str(published_data.store_path)}
+    )
+    user = published_data.cold_user() + 5
+
+    def answer() -> tuple[int, ...]:
+        # A new connection each time, so both workers answer.
+        response = live.client().get(f"/recommendations/users/{user}", params={"k": 10})
+        assert response.status_code == 200, response.text
+        return tuple(item["item_id"] for item in response.json()["items"])
+
+    before = answer()
+    with live.client() as client:
+        for item in session_items(published_data, 2):
+            body = {"user_id": user, "item_id": item, "event": "view"}
+            assert client.post("/events", json=body, headers=AUTH).status_code == 201
+        mine = client.get(f"/recommendations/users/{user}", params={"k": 10}).json()
+    after = tuple(item["item_id"] for item in mine["items"])
+    assert after != before
+    assert "session_knn" in mine["sources"]
+    live.wait_until(lambda: {answer() for _ in range(8)} == {after}, 1.0, "every worker to serve the clicks")
