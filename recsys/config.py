@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     rerank_pool: int = Field(100, ge=1)
     # Validation sessions replayed (at most) to choose the session blend's weights in stage 6.
     session_validation_sessions: int = Field(3000, ge=1)
+    # Hyper-parameter search of the training stages on the window's own validation days
+    # (recsys.evaluation.tuning): no trial starts after this many seconds, at most this many
+    # trials (the shipped config is the first); 0 switches tuning off.
+    tuning_seconds_als: float = Field(300.0, ge=0)
+    tuning_seconds_ranker: float = Field(600.0, ge=0)
+    tuning_max_trials: int = Field(30, ge=0)
+    # Seed of the search's sampler: the same data, seed and trial cap give the same trials.
+    tuning_seed: int = 42
     # Complete versions of each published table kept for slow readers.
     keep_table_versions: int = Field(3, ge=1)
 

@@ -24,6 +24,7 @@ from recsys.evaluation.metrics import (
     ranking_metrics_per_user,
     recommended_per_user,
 )
+from recsys.models.dataset import InteractionData
 
 SEGMENTS = ("cold", "light", "heavy")
 # Training events of a "light" user: 1..LIGHT_MAX; more is "heavy", none is "cold".
@@ -111,6 +112,20 @@ def time_split(
         segments=segment_of(train_events),
         test_end=test_end,
     )
+
+
+def split_data(data: InteractionData, test_days: float) -> tuple[TimeSplit, InteractionData]:
+    """:func:`time_split` of a training window, and its training part as model input.
+
+    Raises
+    ------
+    ValueError
+        As :func:`time_split`: the window is too short, or its last ``test_days`` have no
+        add-to-cart or purchase.
+    """
+    split = time_split(data.interactions.drop(columns=["user_code", "item_code"]), test_days)
+    train = InteractionData.build(split.train, data.items.reset_index(), now=split.test_start)
+    return split, train
 
 
 def time_folds(

@@ -26,8 +26,9 @@ from sqlalchemy.engine import Engine
 from recsys.config import Settings
 from recsys.data.prepare import prepare_datasets
 from recsys.data.readers import read_interactions, read_items
-from recsys.evaluation.offline import TimeSplit, evaluate, time_split
+from recsys.evaluation.offline import TimeSplit, evaluate, split_data
 from recsys.evaluation.operating_point import StrengthChoice, tune_strength
+from recsys.evaluation.tuning import TUNING_METRIC, TuningResult, tune, untuned
 from recsys.models.als import ALSModel
 from recsys.models.base import ModelError, Recommender
 from recsys.models.dataset import InteractionData
@@ -124,11 +125,7 @@ class RunContext:
 
     def validation_split(self) -> tuple[TimeSplit, InteractionData]:
         """The window's last ``validation_days`` held out, and the training data before them."""
-        data = self.window
-        split = time_split(
-            data.interactions.drop(columns=["user_code", "item_code"]), self.settings.validation_days
-        )
-        return split, InteractionData.build(split.train, data.items.reset_index(), now=split.test_start)
+        return split_data(self.window, self.settings.validation_days)
 
     def depth(self, table: PublishedTable) -> int:
         """Rows per key the run publishes in ``table``."""
@@ -234,9 +231,64 @@ def _log_to_mlflow(
             )
 
 
+def _tuned_factory(
+    ctx: RunContext, name: str, model_class: type[Recommender], seconds: float
+) -> tuple[Callable[[], Recommender], dict[str, Any]]:
+    """A factory of ``model_class`` with the config tuned on the gate's training days, and the
+    search's summary.
+
+    The search never sees the gate's validation days (it splits the days before them in
+    time), so the gate still judges the tuned candidate and the refitted incumbent on days
+    neither was chosen or trained on. Too little data to split twice: the shipped config.
+    """
+    try:
+        _, train = ctx.validation_split()
+    except ValueError as exc:
+        result = untuned(model_class, f"too little data to validate, the shipped defaults are used: {exc}")
+        logger.warning("%s tuning: %s", name, result.reason)
+    else:
+        result = tune(
+            model_class,
+            train,
+            ctx.settings.validation_days,
+            seconds,
+            ctx.settings.tuning_max_trials,
+            seed=ctx.settings.tuning_seed,
+        )
+        del train
+    _log_tuning_to_mlflow(ctx, name, result)
+    config = result.config
+    return (lambda: model_class(config)), result.summary()
+
+
+def _log_tuning_to_mlflow(ctx: RunContext, name: str, result: TuningResult) -> None:
+    """Record a search (chosen params, best and default values, the trials as a table) when a
+    tracking URI is configured."""
+    if not ctx.settings.mlflow_tracking_uri or result.trials.empty:
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(ctx.settings.mlflow_tracking_uri)
+    mlflow.set_experiment(ctx.settings.mlflow_experiment)
+    metric = TUNING_METRIC.replace("@", "_at_")
+    with mlflow.start_run(run_name=f"tuning_{name}_{pd.Timestamp(ctx.moment):%Y%m%d}"):
+        mlflow.set_tags({"stage": f"train_{name}", "tuning": "true", "reason": result.reason})
+        mlflow.log_params({k: str(v)[:500] for k, v in result.params.items()})
+        mlflow.log_metrics({"trials": float(len(result.trials)), "tuning_seconds": result.seconds})
+        for value, step in zip(result.trials["value"], result.trials["number"], strict=True):
+            if pd.notna(value):
+                mlflow.log_metric(f"trial_{metric}", float(value), step=int(step))
+        if result.best_value is not None:
+            mlflow.log_metric(f"best_{metric}", result.best_value)
+        if result.default_value is not None:
+            mlflow.log_metric(f"default_{metric}", result.default_value)
+        mlflow.log_text(result.trials.to_csv(index=False), "tuning/trials.csv")
+
+
 def train_als_model(ctx: RunContext) -> dict[str, Any]:
-    """Fit encoders and ALS on the window; save to the object store; promote if not worse."""
-    return _train_with_gate(ctx, ALS_MODEL, ALSModel)
+    """Tune ALS on the window's training days, fit it, save it, promote it if not worse."""
+    factory, tuning = _tuned_factory(ctx, ALS_MODEL, ALSModel, ctx.settings.tuning_seconds_als)
+    return {**_train_with_gate(ctx, ALS_MODEL, factory), "tuning": tuning}
 
 
 # -- stage 3 -----------------------------------------------------------------------------------
@@ -319,9 +371,10 @@ def publish_session_blend(ctx: RunContext) -> dict[str, Any]:
 
 # -- stage 7 -----------------------------------------------------------------------------------
 def train_ranking_model_and_rank_recommendations(ctx: RunContext) -> dict[str, Any]:
-    """Train the two-stage ranker (with the quality gate), then publish its recommendations
+    """Tune and train the two-stage ranker (with the quality gate), then publish its recommendations
     re-ranked with the strength chosen for the model in service."""
-    ctx.summary["training"] = _train_with_gate(ctx, RANKER_MODEL, TwoStageModel)
+    factory, tuning = _tuned_factory(ctx, RANKER_MODEL, TwoStageModel, ctx.settings.tuning_seconds_ranker)
+    ctx.summary["training"] = {**_train_with_gate(ctx, RANKER_MODEL, factory), "tuning": tuning}
     version, ranker = ctx.registry.load_current(RANKER_MODEL)
     assert isinstance(ranker, TwoStageModel)
     return _publish_reranked(ctx, ranker, _rerank_strength(ctx, version, ranker.config))
