@@ -167,7 +167,10 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
     it as it is would favour it; its configuration is fitted on the candidate's training days
     instead (skipped when it is the candidate's configuration: the same fit would result)."""
     data = ctx.window
-    split, train = ctx.validation_split()
+    try:
+        split, train = ctx.validation_split()
+    except ValueError as exc:
+        return _train_unvalidated(ctx, name, factory, f"too little data to validate: {exc}")
     candidate = factory().fit(train)
     users = split.test_users
     metrics = evaluate(candidate.recommend(users, train, 10), split).loc["all"].to_dict()
@@ -202,6 +205,24 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
     logger.info("%s training: %s", name, reason)
     _log_to_mlflow(ctx, name, factory().config.model_dump(mode="json"), metrics, current_metrics, result)
     return result
+
+
+def _train_unvalidated(
+    ctx: RunContext, name: str, factory: Callable[[], Recommender], why: str
+) -> dict[str, Any]:
+    """A window too short to validate: the model in service keeps serving; without one, the
+    candidate is trained on the whole window and promoted (a model beats no model)."""
+    current = ctx.registry.current(name)
+    if current is not None:
+        reason = f"{why}; version {current.version} stays in service"
+        logger.warning("%s training: %s", name, reason)
+        return {"promoted": False, "reason": reason, GATE_METRIC: None}
+    reason = f"{why}; trained on the whole window without validation"
+    logger.warning("%s training: %s", name, reason)
+    version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    ctx.registry.save(name, version, factory().fit(ctx.window), {})
+    ctx.registry.promote(name, version, {})
+    return {"promoted": True, "reason": reason, GATE_METRIC: None, "version": version}
 
 
 def _log_to_mlflow(
@@ -374,7 +395,17 @@ def train_ranking_model_and_rank_recommendations(ctx: RunContext) -> dict[str, A
     """Tune and train the two-stage ranker (with the quality gate), then publish its recommendations
     re-ranked with the strength chosen for the model in service."""
     factory, tuning = _tuned_factory(ctx, RANKER_MODEL, TwoStageModel, ctx.settings.tuning_seconds_ranker)
-    ctx.summary["training"] = {**_train_with_gate(ctx, RANKER_MODEL, factory), "tuning": tuning}
+    try:
+        training = _train_with_gate(ctx, RANKER_MODEL, factory)
+    except ValueError as exc:
+        # E.g. no add-to-cart or purchase in any label window: no ranker can learn from the
+        # data. A ranker in service still ranks; without one, the service answers from the
+        # other tables (nothing is published, rather than an empty table).
+        training = {"promoted": False, "reason": f"the ranker cannot be trained on this window: {exc}"}
+        logger.warning("%s training: %s", RANKER_MODEL, training["reason"])
+    ctx.summary["training"] = {**training, "tuning": tuning}
+    if ctx.registry.current(RANKER_MODEL) is None:
+        return ctx.summary
     version, ranker = ctx.registry.load_current(RANKER_MODEL)
     assert isinstance(ranker, TwoStageModel)
     return _publish_reranked(ctx, ranker, _rerank_strength(ctx, version, ranker.config))

@@ -175,6 +175,8 @@ def scenario(
             "RECSYS_TELEGRAM_TOKEN": TOKEN,
             "RECSYS_TELEGRAM_CHAT_ID": CHAT_ID,
             "RECSYS_TELEGRAM_API_BASE_URL": telegram.url,
+            # Two trials per search run every part of it (tests/pipeline/test_tuning.py tests it).
+            "RECSYS_TUNING_MAX_TRIALS": "2",
         }
         for name, value in settings.items():
             mp.setenv(name, value)

@@ -74,8 +74,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """A SQLite database and either a local folder or an S3 bucket as the object store."""
     if request.param == "s3":
         s3: Settings = request.getfixturevalue("s3_settings")
-        return s3
-    return Settings(_env_file=None, data_dir=tmp_path / "data")
+        return s3.model_copy(update={"tuning_max_trials": 2})
+    # Two trials per search run every part of it (tests/pipeline/test_tuning.py tests the search).
+    return Settings(_env_file=None, data_dir=tmp_path / "data", tuning_max_trials=2)
 
 
 @pytest.fixture

@@ -39,6 +39,8 @@ def project(tmp_path: Path, tiny_raw_dir: Path, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.delenv(name)
     monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("RECSYS_RAW_DATA_DIR", str(tiny_raw_dir))
+    # Two trials per search run every part of it; tests/pipeline/test_tuning.py tests the search.
+    monkeypatch.setenv("RECSYS_TUNING_MAX_TRIALS", "2")
     # The CLI reads the process-wide settings once; each test gets its own.
     get_settings.cache_clear()
     yield tmp_path / "data"
