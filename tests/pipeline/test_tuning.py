@@ -160,12 +160,13 @@ def test_the_training_stages_report_and_log_their_search(settings: Settings, tin
 def _shop(tiny_raw_dir: Path, target: Path, shop: str) -> Path:
     """The tiny twin's raw files with only the last week of events, or without add-to-cart/purchase."""
     shutil.copytree(tiny_raw_dir, target)
-    events = pd.read_csv(target / "events.csv")
+    events = pd.read_csv(target / "events.csv", dtype=str, keep_default_na=False)
     if shop == "one week":
         end = pd.Timestamp(MOMENT).value // 10**6
-        events = events[(events["timestamp"] < end) & (events["timestamp"] >= end - 7 * 86_400_000)]
+        stamps = events["timestamp"].astype("int64")
+        events = events[(stamps < end) & (stamps >= end - 7 * 86_400_000)]
     else:
-        events = events[events["event"] == "view"].assign(transactionid=pd.NA)
+        events = events[events["event"] == "view"]
     events.to_csv(target / "events.csv", index=False)
     return target
 
