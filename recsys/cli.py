@@ -119,18 +119,6 @@ def pipeline_list() -> None:
         typer.echo(f"{number}. {name}")
 
 
-def _show_progress_logs() -> None:
-    """Print the stages' progress (INFO logs of ``recsys``, e.g. tuning trials) on the console."""
-    import logging
-
-    from rich.logging import RichHandler
-
-    package = logging.getLogger("recsys")
-    if not any(isinstance(handler, RichHandler) for handler in package.handlers):
-        package.addHandler(RichHandler(console=console, show_path=False, show_level=False))
-        package.setLevel(logging.INFO)
-
-
 def run_pipeline(settings: Settings, stages: list[str] | None, moment: datetime | None) -> None:
     """Run the chosen stages (all by default): a line per stage, then the stage's own progress lines."""
     from recsys.pipeline.stages import STAGES, RunContext
@@ -140,7 +128,6 @@ def run_pipeline(settings: Settings, stages: list[str] | None, moment: datetime 
     if unknown:
         raise _fail(f"unknown stage(s) {unknown}; stages are: {', '.join(STAGES)}")
     context = RunContext(settings, moment or datetime.now(UTC).replace(tzinfo=None))
-    _show_progress_logs()
     for number, name in enumerate(chosen, start=1):
         console.print(f"[bold][{number}/{len(chosen)}][/] {name}…")
         context.summary = {}
