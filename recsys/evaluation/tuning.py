@@ -27,6 +27,7 @@ import pandas as pd
 from recsys.evaluation.offline import evaluate, split_data
 from recsys.models.base import ModelConfig, Recommender
 from recsys.models.dataset import InteractionData
+from recsys.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
 
@@ -220,19 +221,14 @@ def tune(
         table = evaluate(model.recommend(users, train, 10), split, k_values=(10,))
         return float(table.loc["all", TUNING_METRIC])
 
+    # One line per trial: a trial takes seconds to minutes, so none is held back.
+    progress_log = ProgressLog(logger, f"{model_class.kind} tuning", max_trials, unit="trial", interval_s=0)
+
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = max((t.value for t in study.trials if t.value is not None), default=float("nan"))
         value = "failed" if trial.value is None else f"{trial.value:.4f}"
-        logger.info(
-            "%s tuning: trial %d/%d %s = %s (best %.4f), %.0f s of %.0f s",
-            model_class.kind,
-            trial.number + 1,
-            max_trials,
-            TUNING_METRIC,
-            value,
-            best,
-            time.perf_counter() - started,
-            seconds,
+        progress_log.update(
+            trial.number + 1, f"{TUNING_METRIC} {value}, best {best:.4f}, budget {seconds:.0f} s"
         )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
