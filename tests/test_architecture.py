@@ -105,7 +105,7 @@ def _import_blocking(modules: list[str], blocked: set[str]) -> subprocess.Comple
 
 
 def test_core_imports_without_the_optional_extras() -> None:
-    blocked = {"airflow", "mlflow", "matplotlib", "fastapi", "uvicorn", "papermill", "jupyterlab"}
+    blocked = {"airflow", "mlflow", "optuna", "matplotlib", "fastapi", "uvicorn", "papermill", "jupyterlab"}
     result = _import_blocking(_core_modules(), blocked)
     assert result.returncode == 0, result.stderr
 

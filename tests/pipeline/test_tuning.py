@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +83,16 @@ def test_a_zero_budget_means_the_defaults(
     assert result.reason == "tuning is off (budget 0)"
     assert result.summary()["trials"] == 0
     assert result.summary()["params"] == ALSConfig().model_dump(include=set(SEARCHED))
+
+
+def test_without_optuna_the_defaults_are_used_and_the_reason_says_how_to_install_it(
+    clustered_window: InteractionData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna fails, as without the extra
+    result = tune(ALSModel, clustered_window, 7, seconds=600, max_trials=5)
+    assert result.config == ALSConfig()
+    assert result.trials.empty
+    assert "optuna is not installed (pip install 'recsys[airflow]')" in result.reason
 
 
 @pytest.mark.parametrize("shop", ["five days", "no add-to-cart"])
