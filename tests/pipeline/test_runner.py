@@ -121,7 +121,8 @@ def test_personalized_before_training_names_the_stage_to_run(project: Path) -> N
     assert "run stage train_als_model (DAG 2_train_als_model) first" in flat
 
 
-def test_stages_show_their_progress_on_the_console(project: Path) -> None:
+def test_stages_show_their_progress_on_the_console(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_TUNING_MAX_TRIALS", "1")  # the search's one trial: the shipped config
     assert invoke("data", "load").exit_code == 0
     result = invoke(
         "pipeline", "run", "--moment", MOMENT, "--stage", "prepare_dataset", "--stage", "train_als_model"
@@ -136,8 +137,10 @@ def test_stages_show_their_progress_on_the_console(project: Path) -> None:
     )
     assert prepared is not None and all(int(count) > 0 for count in prepared.groups()), flat
     assert re.search(r"training window until \S+ \S+: \d+ interactions of \d+ users and \d+ items", flat)
-    # ALS is fitted twice (on the window minus the validation days, then on all of it).
-    assert flat.count("als: iteration 1/15, elapsed") == 2
-    assert flat.count("als: iteration 15/15, elapsed") == 2
+    # ALS is fitted three times: the search's trial (on the days before the tuning's validation
+    # days), the candidate (on the window minus the validation days), then on all of it.
+    assert re.search(r"als tuning: trial 1/1, ndcg@10 \d\.\d{4}, best \d\.\d{4}, budget 300 s", flat)
+    assert flat.count("als: iteration 1/15, elapsed") == 3
+    assert flat.count("als: iteration 15/15, elapsed") == 3
     assert re.search(r"stage train_als_model finished in \d+\.\d s: \{'promoted': True", flat)
     assert flat.index("[2/2] train_als_model") < flat.index("stage train_als_model started")
