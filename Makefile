@@ -29,8 +29,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@touch $@
 
 # Builds everything on the embedded default, then serves it on port 8081 (Ctrl+C stops).
+# The demo trains the shipped configurations (no hyper-parameter search) to stay within minutes;
+# set RECSYS_TUNING_MAX_TRIALS to search as the DAGs do.
 demo: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 $(BIN)/recsys demo
+	OPENBLAS_NUM_THREADS=1 RECSYS_TUNING_MAX_TRIALS=$${RECSYS_TUNING_MAX_TRIALS:-0} $(BIN)/recsys demo
 	$(MAKE) --no-print-directory serve
 
 # The demo's storefront (/shop) records the clicks of its page: browser events are on here.

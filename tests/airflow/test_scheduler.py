@@ -265,6 +265,8 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
             "RECSYS_RAW_DATA_DIR": str(home / "raw"),
             # A month of the twin keeps every task short on 2 cores.
             "RECSYS_TRAINING_WINDOW_DAYS": "30",
+            # The search is tested in tests/pipeline/test_tuning.py; here it only costs time.
+            "RECSYS_TUNING_MAX_TRIALS": "0",
         }
         deployment = Airflow(
             home=home,

@@ -100,8 +100,13 @@ def published_data(tmp_path_factory: pytest.TempPathFactory) -> PublishedData:
     generate_twin(folder / "raw", scale="tiny")
     sqlite_path = folder / "recsys.sqlite3"
     url = f"sqlite:///{sqlite_path}"
+    # The hyper-parameter search is tested in tests/pipeline/test_tuning.py; the service needs tables.
     settings = Settings(
-        _env_file=None, data_dir=folder, database_url=url, object_store_url=str(folder / "store")
+        _env_file=None,
+        data_dir=folder,
+        database_url=url,
+        object_store_url=str(folder / "store"),
+        tuning_max_trials=0,
     )
     engine = create_db_engine(url)
     load_raw_data(engine, folder / "raw")
