@@ -41,9 +41,8 @@ from quality_benchmark import catalogue_at, load_prepared, peak_rss_mib, rectool
 from recsys.data.synthetic import SHAPES, generate_twin, resolve_shape
 from recsys.evaluation.bootstrap import bootstrap_ratios
 from recsys.evaluation.metrics import item_coverage
-from recsys.evaluation.offline import TimeSplit, per_user_metrics, time_folds, time_split
+from recsys.evaluation.offline import SELECTION_METRIC, TimeSplit, per_user_metrics, time_folds, time_split
 from recsys.evaluation.operating_point import (
-    ACCURACY,
     COVERAGE,
     CURVE_METRICS,
     NOVELTY,
@@ -120,8 +119,8 @@ def pooled(
     stacked = pd.concat(rows, ignore_index=True)
     means = {m: float(stacked[m].mean()) for m in CURVE_METRICS if m != COVERAGE}
     means[COVERAGE] = float(np.mean(coverages))
-    means["light_ndcg@10"] = float(stacked.loc[stacked["segment"] == "light", ACCURACY].mean())
-    means["heavy_ndcg@10"] = float(stacked.loc[stacked["segment"] == "heavy", ACCURACY].mean())
+    means["light_ndcg@10"] = float(stacked.loc[stacked["segment"] == "light", SELECTION_METRIC].mean())
+    means["heavy_ndcg@10"] = float(stacked.loc[stacked["segment"] == "heavy", SELECTION_METRIC].mean())
     return stacked, means
 
 
@@ -169,7 +168,7 @@ def main() -> None:
     # Ratio to RecTools ALS with a 95% CI: bootstrap of ALS / x, inverted.
     clusters = per_user[ALS]["user_id"]
     ci = {}
-    for metric in (ACCURACY, "recall@10"):
+    for metric in (SELECTION_METRIC, "recall@10"):
         values = pd.DataFrame({n: per_user[n][metric] for n in [ALS, *[n for n in names if n != ALS]]})
         inverse = bootstrap_ratios(values, ALS, clusters=clusters, n_resamples=args.resamples, seed=args.seed)
         ci[metric] = pd.DataFrame(
@@ -184,9 +183,11 @@ def main() -> None:
             for n in table.index
         ]
     baselines = ["popular", "als", "rectools_popular", "rectools_itemknn", ALS, "rectools_ease"]
-    best = max(baselines, key=lambda n: means[n][ACCURACY])
-    als_cov, als_ndcg = means[ALS][COVERAGE], means[ALS][ACCURACY]
-    dominating = [n for n in curve_names if means[n][ACCURACY] >= als_ndcg and means[n][COVERAGE] >= als_cov]
+    best = max(baselines, key=lambda n: means[n][SELECTION_METRIC])
+    als_cov, als_ndcg = means[ALS][COVERAGE], means[ALS][SELECTION_METRIC]
+    dominating = [
+        n for n in curve_names if means[n][SELECTION_METRIC] >= als_ndcg and means[n][COVERAGE] >= als_cov
+    ]
     # The default operating point: each fold's list at the strength chosen on its own validation days.
     operating = [
         fold[curve_name(c.strength if c is not None else ReRankConfig().strength)]
@@ -214,12 +215,12 @@ def main() -> None:
         "",
         f"- curve dominates RecTools ALS (some strength with NDCG@10 ≥ {als_ndcg:.4f} and coverage@10 ≥ {als_cov:.4f}): "
         f"**{'met' if dominating else 'not met'}** ({', '.join(dominating) if dominating else 'none'})",
-        f"- default operating point (strength chosen per fold on validation): NDCG@10 {point[ACCURACY]:.4f}, Recall@10 {point['recall@10']:.4f}, "
+        f"- default operating point (strength chosen per fold on validation): NDCG@10 {point[SELECTION_METRIC]:.4f}, Recall@10 {point['recall@10']:.4f}, "
         f"coverage@10 {point[COVERAGE]:.4f}, Novelty@5 {point[NOVELTY]:.3f}",
         f"  - coverage@10 ≥ the most accurate baseline's ({best}: {cov_target:.4f}): **{'met' if point[COVERAGE] >= cov_target else 'not met'}**",
         f"  - Novelty@5 ≥ ALS's (higher of ours and RecTools': {nov_target:.3f}): **{'met' if point[NOVELTY] >= nov_target else 'not met'}**",
-        f"  - NDCG@10 vs the best baseline ({best}: {means[best][ACCURACY]:.4f}): {point[ACCURACY] / means[best][ACCURACY]:.2f}×; "
-        f"vs RecTools ALS: {point[ACCURACY] / als_ndcg:.2f}×",
+        f"  - NDCG@10 vs the best baseline ({best}: {means[best][SELECTION_METRIC]:.4f}): {point[SELECTION_METRIC] / means[best][SELECTION_METRIC]:.2f}×; "
+        f"vs RecTools ALS: {point[SELECTION_METRIC] / als_ndcg:.2f}×",
         f"  - coverage@10 vs RecTools ALS: {point[COVERAGE] / als_cov:.2f}×",
         "",
     ]
@@ -229,21 +230,26 @@ def main() -> None:
     for axis, metric in zip(axes, (COVERAGE, NOVELTY), strict=True):
         axis.plot(
             table.loc[curve_names, metric],
-            table.loc[curve_names, ACCURACY],
+            table.loc[curve_names, SELECTION_METRIC],
             "o-",
             label=f"re-ranked, pool {args.pool}",
         )
         for s in (0.0, 0.3, 0.5, 1.0):
-            axis.annotate(f"λ={s:g}", (table.loc[curve_name(s), metric], table.loc[curve_name(s), ACCURACY]))
+            axis.annotate(
+                f"λ={s:g}", (table.loc[curve_name(s), metric], table.loc[curve_name(s), SELECTION_METRIC])
+            )
         quick = [f"quick_try_{a:g}" for a in QUICK_TRY_ALPHAS]
         axis.plot(
-            table.loc[quick, metric], table.loc[quick, ACCURACY], "s--", label="quick try: top 30 / pop^α"
+            table.loc[quick, metric],
+            table.loc[quick, SELECTION_METRIC],
+            "s--",
+            label="quick try: top 30 / pop^α",
         )
         for name in baselines:
-            axis.plot(table.loc[name, metric], table.loc[name, ACCURACY], "^", label=name)
-        axis.plot(point[metric], point[ACCURACY], "*", markersize=15, label="default (chosen)")
+            axis.plot(table.loc[name, metric], table.loc[name, SELECTION_METRIC], "^", label=name)
+        axis.plot(point[metric], point[SELECTION_METRIC], "*", markersize=15, label="default (chosen)")
         axis.set_xlabel(metric)
-        axis.set_ylabel(ACCURACY)
+        axis.set_ylabel(SELECTION_METRIC)
         axis.set_title(f"{args.shape}: accuracy vs {metric} (users with history)")
     axes[0].legend(fontsize=7)
     figure.tight_layout()

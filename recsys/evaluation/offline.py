@@ -27,6 +27,9 @@ from recsys.evaluation.metrics import (
 from recsys.models.dataset import InteractionData
 
 SEGMENTS = ("cold", "light", "heavy")
+# The accuracy every choice made on validation days optimises: the quality gate of the training
+# stages, the hyper-parameter search and the re-ranking strength.
+SELECTION_METRIC = "ndcg@10"
 # Training events of a "light" user: 1..LIGHT_MAX; more is "heavy", none is "cold".
 LIGHT_MAX = 4
 

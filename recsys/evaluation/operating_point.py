@@ -18,16 +18,15 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation.metrics import item_coverage
-from recsys.evaluation.offline import TimeSplit, per_user_metrics
+from recsys.evaluation.offline import SELECTION_METRIC, TimeSplit, per_user_metrics
 from recsys.models.dataset import InteractionData
 from recsys.models.ranker import TwoStageConfig, TwoStageModel
 from recsys.models.rerank import PopularityReRanker, ReRankConfig
 
 K = 10
-ACCURACY = "ndcg@10"
 COVERAGE = f"item_coverage@{K}"
 NOVELTY = "novelty@5"
-CURVE_METRICS = (ACCURACY, "recall@10", COVERAGE, NOVELTY)
+CURVE_METRICS = (SELECTION_METRIC, "recall@10", COVERAGE, NOVELTY)
 # λ from 0 (the ranker's order) to 1 (novelty alone), every 0.05.
 STRENGTHS: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 
@@ -41,7 +40,7 @@ def warm_metrics(reco: pd.DataFrame, split: TimeSplit) -> dict[str, float]:
     per_user = per_user_metrics(reco, split).loc[warm]
     catalogue = split.train["item_id"].nunique()
     return {
-        ACCURACY: float(per_user[ACCURACY].mean()),
+        SELECTION_METRIC: float(per_user[SELECTION_METRIC].mean()),
         "recall@10": float(per_user["recall@10"].mean()),
         COVERAGE: item_coverage(reco[reco["user_id"].isin(warm)], K, catalogue),
         NOVELTY: float(per_user[NOVELTY].mean()),
@@ -86,11 +85,11 @@ def reference_targets(
 ) -> dict[str, float]:
     """Coverage of the most accurate reference and ALS's novelty, over the validation users with history."""
     measured = {name: warm_metrics(reco, split) for name, reco in references.items()}
-    best = max(measured, key=lambda name: measured[name][ACCURACY])
+    best = max(measured, key=lambda name: measured[name][SELECTION_METRIC])
     return {
         COVERAGE: measured[best][COVERAGE],
         NOVELTY: measured[als][NOVELTY],
-        f"{ACCURACY}_of_{best}": measured[best][ACCURACY],
+        f"{SELECTION_METRIC}_of_{best}": measured[best][SELECTION_METRIC],
     }
 
 
@@ -105,7 +104,7 @@ def choose_strength(curve: pd.DataFrame, targets: dict[str, float]) -> tuple[flo
     meets = (coverage >= 1.0) & (novelty >= 1.0)
     wanted = f"item coverage@10 >= {targets[COVERAGE]:.4f} and Novelty@5 >= {targets[NOVELTY]:.3f}"
     if meets.any():
-        accuracy = curve.loc[meets, ACCURACY]
+        accuracy = curve.loc[meets, SELECTION_METRIC]
         strength = float(accuracy.index[int(np.argmax(accuracy.to_numpy()))])
         return strength, f"most accurate strength with {wanted} (NDCG@10 {accuracy.max():.4f})"
     nearest = np.minimum(coverage, novelty)

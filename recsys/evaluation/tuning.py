@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.evaluation.offline import evaluate, split_data
+from recsys.evaluation.offline import SELECTION_METRIC, evaluate, split_data
 from recsys.models.base import ModelConfig, Recommender
 from recsys.models.dataset import InteractionData
 from recsys.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
-
-TUNING_METRIC = "ndcg@10"
 
 
 @dataclass(frozen=True)
@@ -100,8 +98,8 @@ class TuningResult:
         return {
             "trials": len(self.trials),
             "completed": int((self.trials["state"] == "COMPLETE").sum()) if len(self.trials) else 0,
-            f"best_{TUNING_METRIC}": self.best_value,
-            f"default_{TUNING_METRIC}": self.default_value,
+            f"best_{SELECTION_METRIC}": self.best_value,
+            f"default_{SELECTION_METRIC}": self.default_value,
             "params": self.params,
             "tuned": self.config != self.default_config,
             "seconds": round(self.seconds, 1),
@@ -219,7 +217,7 @@ def tune(
                 params[name] = trial.suggest_float(name, bounds.low, bounds.high, log=bounds.log)
         model = model_class(with_params(default, params)).fit(train)
         table = evaluate(model.recommend(users, train, 10), split, k_values=(10,))
-        return float(table.loc["all", TUNING_METRIC])
+        return float(table.loc["all", SELECTION_METRIC])
 
     # One line per trial: a trial takes seconds to minutes, so none is held back.
     progress_log = ProgressLog(logger, f"{model_class.kind} tuning", max_trials, unit="trial", interval_s=0)
@@ -228,7 +226,7 @@ def tune(
         best = max((t.value for t in study.trials if t.value is not None), default=float("nan"))
         value = "failed" if trial.value is None else f"{trial.value:.4f}"
         progress_log.update(
-            trial.number + 1, f"{TUNING_METRIC} {value}, best {best:.4f}, budget {seconds:.0f} s"
+            trial.number + 1, f"{SELECTION_METRIC} {value}, best {best:.4f}, budget {seconds:.0f} s"
         )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -272,7 +270,12 @@ def tune(
         chosen = default
         reason = f"no trial of {len(trials)} beats the default on validation"
     logger.info(
-        "%s tuning: %s (%s %.4f) in %.0f s", model_class.kind, reason, TUNING_METRIC, best["value"], elapsed
+        "%s tuning: %s (%s %.4f) in %.0f s",
+        model_class.kind,
+        reason,
+        SELECTION_METRIC,
+        best["value"],
+        elapsed,
     )
     return TuningResult(
         config=chosen,

@@ -26,9 +26,9 @@ from sqlalchemy.engine import Engine
 from recsys.config import Settings
 from recsys.data.prepare import prepare_datasets
 from recsys.data.readers import read_interactions, read_items
-from recsys.evaluation.offline import TimeSplit, evaluate, split_data
+from recsys.evaluation.offline import SELECTION_METRIC, TimeSplit, evaluate, split_data
 from recsys.evaluation.operating_point import StrengthChoice, tune_strength
-from recsys.evaluation.tuning import TUNING_METRIC, TuningResult, tune, untuned
+from recsys.evaluation.tuning import TuningResult, tune, untuned
 from recsys.models.als import ALSModel
 from recsys.models.base import ModelError, Recommender
 from recsys.models.dataset import InteractionData
@@ -59,7 +59,6 @@ from recsys.storage.object_store import ObjectStore, open_object_store
 
 logger = logging.getLogger(__name__)
 
-GATE_METRIC = "ndcg@10"
 ALS_MODEL = "als"
 # Named in the error a stage raises when it needs the ALS model and none has been promoted yet.
 ALS_STAGE_HINT = "stage train_als_model (DAG 2_train_als_model)"
@@ -191,11 +190,15 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
             else:
                 rival = type(in_service)(in_service.config).fit(train)
                 current_metrics = evaluate(rival.recommend(users, train, 10), split).loc["all"].to_dict()
-    promote, reason = quality_gate(metrics, current, GATE_METRIC, current_metrics)
+    promote, reason = quality_gate(metrics, current, SELECTION_METRIC, current_metrics)
     reason = unreadable or reason
-    result: dict[str, Any] = {"promoted": promote, "reason": reason, GATE_METRIC: metrics[GATE_METRIC]}
+    result: dict[str, Any] = {
+        "promoted": promote,
+        "reason": reason,
+        SELECTION_METRIC: metrics[SELECTION_METRIC],
+    }
     if current_metrics is not None:
-        result[f"current_{GATE_METRIC}"] = current_metrics[GATE_METRIC]
+        result[f"current_{SELECTION_METRIC}"] = current_metrics[SELECTION_METRIC]
     if promote:
         version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         final = factory().fit(data)
@@ -216,13 +219,13 @@ def _train_unvalidated(
     if current is not None:
         reason = f"{why}; version {current.version} stays in service"
         logger.warning("%s training: %s", name, reason)
-        return {"promoted": False, "reason": reason, GATE_METRIC: None}
+        return {"promoted": False, "reason": reason, SELECTION_METRIC: None}
     reason = f"{why}; trained on the whole window without validation"
     logger.warning("%s training: %s", name, reason)
     version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     ctx.registry.save(name, version, factory().fit(ctx.window), {})
     ctx.registry.promote(name, version, {})
-    return {"promoted": True, "reason": reason, GATE_METRIC: None, "version": version}
+    return {"promoted": True, "reason": reason, SELECTION_METRIC: None, "version": version}
 
 
 def _log_to_mlflow(
@@ -291,7 +294,7 @@ def _log_tuning_to_mlflow(ctx: RunContext, name: str, result: TuningResult) -> N
 
     mlflow.set_tracking_uri(ctx.settings.mlflow_tracking_uri)
     mlflow.set_experiment(ctx.settings.mlflow_experiment)
-    metric = TUNING_METRIC.replace("@", "_at_")
+    metric = SELECTION_METRIC.replace("@", "_at_")
     with mlflow.start_run(run_name=f"tuning_{name}_{pd.Timestamp(ctx.moment):%Y%m%d}"):
         mlflow.set_tags({"stage": f"train_{name}", "tuning": "true", "reason": result.reason})
         mlflow.log_params({k: str(v)[:500] for k, v in result.params.items()})

@@ -14,7 +14,7 @@ import pytest
 from recsys.config import Settings
 from recsys.data.loader import load_raw_data
 from recsys.data.schema import RELEVANT_EVENTS
-from recsys.evaluation.offline import evaluate, time_split
+from recsys.evaluation.offline import SELECTION_METRIC, evaluate, time_split
 from recsys.models.als import ALSModel
 from recsys.models.base import RECOMMENDATION_COLUMNS, ModelError, Recommender
 from recsys.models.dataset import InteractionData
@@ -22,7 +22,6 @@ from recsys.models.popular import PopularModel
 from recsys.models.topk import top_k_per_key
 from recsys.pipeline.stages import (
     ALS_MODEL,
-    GATE_METRIC,
     RunContext,
     _train_with_gate,
     prepare_dataset,
@@ -178,7 +177,9 @@ def test_a_same_moment_rerun_can_promote_a_better_candidate(settings: Settings, 
     _, in_service = ctx.registry.load_current(ALS_MODEL)
 
     def ndcg(model: Recommender) -> float:
-        return float(evaluate(model.recommend(split.test_users, train, 10), split).loc["all", GATE_METRIC])
+        return float(
+            evaluate(model.recommend(split.test_users, train, 10), split).loc["all", SELECTION_METRIC]
+        )
 
     refit = ndcg(Memorizer().fit(train))
     # The trap the gate avoids: the model in service on days it memorised beats any honest model.
