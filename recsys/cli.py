@@ -105,9 +105,16 @@ def pipeline_run(
         datetime | None,
         typer.Option(help="The run's moment (UTC), like a DAG's data interval end [default: now]."),
     ] = None,
+    promote_backfill: Annotated[
+        bool,
+        typer.Option(
+            help="Serve what this run builds even if it describes an older moment than what is served "
+            "(the DAG param promote_backfill); by default such a run only records its versions."
+        ),
+    ] = False,
 ) -> None:
     """Run pipeline stages in order with the same functions the Airflow DAGs call."""
-    run_pipeline(get_settings(), stages, moment)
+    run_pipeline(get_settings(), stages, moment, promote_backfill)
 
 
 @pipeline_app.command("list")
@@ -119,7 +126,9 @@ def pipeline_list() -> None:
         typer.echo(f"{number}. {name}")
 
 
-def run_pipeline(settings: Settings, stages: list[str] | None, moment: datetime | None) -> None:
+def run_pipeline(
+    settings: Settings, stages: list[str] | None, moment: datetime | None, promote_backfill: bool = False
+) -> None:
     """Run the chosen stages (all by default): a line per stage, then the stage's own progress lines."""
     from recsys.pipeline.stages import STAGES, RunContext
 
@@ -127,7 +136,9 @@ def run_pipeline(settings: Settings, stages: list[str] | None, moment: datetime 
     unknown = [name for name in chosen if name not in STAGES]
     if unknown:
         raise _fail(f"unknown stage(s) {unknown}; stages are: {', '.join(STAGES)}")
-    context = RunContext(settings, moment or datetime.now(UTC).replace(tzinfo=None))
+    context = RunContext(
+        settings, moment or datetime.now(UTC).replace(tzinfo=None), promote_backfill=promote_backfill
+    )
     for number, name in enumerate(chosen, start=1):
         console.print(f"[bold][{number}/{len(chosen)}][/] {name}…")
         context.summary = {}
@@ -284,7 +295,10 @@ def run_prepare(settings: Settings, as_of: datetime | None) -> None:
     engine = create_db_engine(settings.db_url)
     console.print("Preparing items and interactions…")
     try:
-        report = prepare_datasets(engine, settings.event_weights, settings.session_gap_minutes, as_of)
+        # A direct command is an explicit request: it rebuilds even over tables of a later moment.
+        report = prepare_datasets(
+            engine, settings.event_weights, settings.session_gap_minutes, as_of, allow_older=True
+        )
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     console.print(

@@ -16,13 +16,21 @@ next run after they were recorded includes them.
 The heavy work runs in SQL, so memory stays flat with the full 20 M property rows; only the
 latest value of three properties per item (about a million rows) reaches pandas. Both tables
 are replaced in one transaction.
+
+Preparation only moves forward: the moment of the prepared tables is kept in
+``prepared_state``, and a run for an older moment (a backfill, or a zombie task finishing
+late) leaves newer tables in place unless asked explicitly (``allow_older``). Stages read their
+training window up to their own moment, so older runs of later stages still see the right
+events in the newer tables.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -40,6 +48,8 @@ from recsys.data.schema import (
     PRICE_PROPERTY,
 )
 from recsys.storage.database import bulk_insert, replace_table
+
+logger = logging.getLogger(__name__)
 
 METADATA = sa.MetaData()
 
@@ -73,6 +83,15 @@ INTERACTIONS = sa.Table(
     sa.Index("ix_interactions_user_id", "user_id"),
 )
 
+# The moment ``items`` and ``interactions`` were last prepared as of (one row).
+PREPARED_STATE = sa.Table(
+    "prepared_state",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("prepared_at", sa.DateTime, nullable=False),
+)
+
 # Events the service records online (recsys.service.events); preparation adds them to the raw
 # events, so the next pipeline run learns from them.
 ONLINE_EVENTS_TABLE = "online_events"
@@ -89,6 +108,20 @@ class PrepareReport:
     items_without_category: int
     categories_missing_from_tree: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class PrepareSkipped:
+    """A preparation for an older moment than the prepared tables': nothing was replaced."""
+
+    as_of: datetime
+    prepared_as_of: datetime
+
+    def __str__(self) -> str:
+        return (
+            f"the prepared tables are as of {self.prepared_as_of:%Y-%m-%d %H:%M} UTC, later than "
+            f"{self.as_of:%Y-%m-%d %H:%M} UTC: kept (ask explicitly to rebuild them for an older moment)"
+        )
 
 
 def to_epoch_ms(moment: datetime) -> int:
@@ -118,9 +151,36 @@ def latest_event_time(engine: Engine) -> datetime:
     return from_epoch_ms(int(last) + 1)
 
 
+@overload
 def prepare_datasets(
-    engine: Engine, weights: EventWeights, session_gap_minutes: int = 30, as_of: datetime | None = None
-) -> PrepareReport:
+    engine: Engine,
+    weights: EventWeights,
+    session_gap_minutes: int = ...,
+    as_of: datetime | None = ...,
+    *,
+    allow_older: Literal[True],
+) -> PrepareReport: ...
+
+
+@overload
+def prepare_datasets(
+    engine: Engine,
+    weights: EventWeights,
+    session_gap_minutes: int = ...,
+    as_of: datetime | None = ...,
+    *,
+    allow_older: bool = ...,
+) -> PrepareReport | PrepareSkipped: ...
+
+
+def prepare_datasets(
+    engine: Engine,
+    weights: EventWeights,
+    session_gap_minutes: int = 30,
+    as_of: datetime | None = None,
+    *,
+    allow_older: bool = False,
+) -> PrepareReport | PrepareSkipped:
     """Build ``items`` and ``interactions`` from the raw tables as of a moment.
 
     Parameters
@@ -134,11 +194,25 @@ def prepare_datasets(
     as_of : datetime, optional
         Only events and property snapshots strictly before it are used (naive = UTC).
         Defaults to just after the last raw event.
+    allow_older : bool
+        Rebuild the tables even when they are prepared as of a later moment (otherwise such a
+        run keeps them and returns :class:`PrepareSkipped`).
     """
     started = time.perf_counter()
     as_of = as_of or latest_event_time(engine)
+    if as_of.tzinfo is not None:  # the database stores naive UTC
+        as_of = as_of.astimezone(UTC).replace(tzinfo=None)
     cutoff = to_epoch_ms(as_of)
     with engine.begin() as conn:
+        PREPARED_STATE.create(conn, checkfirst=True)
+        # The row lock orders concurrent preparations on PostgreSQL (SQLite has one writer).
+        prepared_as_of = conn.execute(
+            sa.select(PREPARED_STATE.c.as_of).where(PREPARED_STATE.c.id == 1).with_for_update()
+        ).scalar_one_or_none()
+        if prepared_as_of is not None and prepared_as_of > as_of and not allow_older:
+            skipped = PrepareSkipped(as_of=as_of, prepared_as_of=prepared_as_of)
+            logger.warning("preparation skipped: %s", skipped)
+            return skipped
         items = build_items(conn, cutoff)
         if items.empty:
             raise ValueError(
@@ -160,6 +234,12 @@ def prepare_datasets(
         ).one()
         if n_interactions == 0:  # raised inside the transaction: the old tables stay
             raise ValueError(f"no events before {as_of:%Y-%m-%d %H:%M} UTC: nothing to prepare")
+        conn.execute(sa.delete(PREPARED_STATE))
+        conn.execute(
+            sa.insert(PREPARED_STATE).values(
+                id=1, as_of=as_of, prepared_at=datetime.now(UTC).replace(tzinfo=None)
+            )
+        )
     return PrepareReport(
         as_of=as_of,
         n_items=len(items),

@@ -10,8 +10,11 @@ time it loads only the standard library and ``airflow.sdk``; the stages (pandas,
 database drivers) are imported inside the tasks.
 
 Backfills: a table published for an older moment than the one served is recorded but does not
-replace it (``recsys.publishing.tables``); trigger the run or the backfill with the DAG param
-``promote_backfill`` set to true (``--dag-run-conf '{"promote_backfill": true}'``) to serve it.
+replace it (``recsys.publishing.tables``); a model trained for an older moment than the one in
+service is saved but not promoted (``recsys.publishing.registry``); DAG 1 keeps prepared tables
+of a later moment (``recsys.data.prepare``). Trigger the run or the backfill with the DAG param
+``promote_backfill`` set to true (``--dag-run-conf '{"promote_backfill": true}'``) to serve what
+it builds.
 
 Settings come from the ``RECSYS_*`` environment like everywhere else, except that the database
 URL may come from an Airflow connection: set ``RECSYS_AIRFLOW_DB_CONN_ID`` to a Postgres

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recsys.config import Settings
-from recsys.data.prepare import prepare_datasets
+from recsys.data.prepare import PrepareSkipped, prepare_datasets
 from recsys.data.readers import read_interactions, read_items
 from recsys.evaluation.offline import SELECTION_METRIC, TimeSplit, evaluate, split_data
 from recsys.evaluation.operating_point import StrengthChoice, tune_strength
@@ -146,13 +146,36 @@ class RunContext:
         }
         return published.version
 
+    def save_model(self, name: str, model: Recommender, metrics: dict[str, float]) -> dict[str, Any]:
+        """Save a trained model as a new version and promote it, unless a model trained on a
+        later moment is in service (a backfill: the version is kept but not served)."""
+        version = f"{pd.Timestamp(self.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self.registry.save(name, version, model, metrics)
+        promoted = self.registry.promote(
+            name, version, metrics, as_of=self.moment, force=self.promote_backfill
+        )
+        if promoted is None:
+            logger.warning(
+                "%s %s saved, not promoted: the model in service was trained on data of a later "
+                "moment (promote_backfill serves it)",
+                name,
+                version,
+            )
+        return {"version": version, "promoted": promoted is not None}
+
 
 # -- stage 1 -----------------------------------------------------------------------------------
 def prepare_dataset(ctx: RunContext) -> dict[str, Any]:
     """Build the prepared ``items`` and ``interactions`` tables as of the run's moment."""
     report = prepare_datasets(
-        ctx.engine, ctx.settings.event_weights, ctx.settings.session_gap_minutes, ctx.moment
+        ctx.engine,
+        ctx.settings.event_weights,
+        ctx.settings.session_gap_minutes,
+        ctx.moment,
+        allow_older=ctx.promote_backfill,
     )
+    if isinstance(report, PrepareSkipped):
+        return {"skipped": str(report)}
     return {"items": report.n_items, "interactions": report.n_interactions, "users": report.n_users}
 
 
@@ -200,11 +223,9 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
     if current_metrics is not None:
         result[f"current_{SELECTION_METRIC}"] = current_metrics[SELECTION_METRIC]
     if promote:
-        version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-        final = factory().fit(data)
-        ctx.registry.save(name, version, final, metrics)
-        ctx.registry.promote(name, version, metrics)
-        result["version"] = version
+        result.update(ctx.save_model(name, factory().fit(data), metrics))
+        if not result["promoted"]:
+            reason = result["reason"] = f"{reason}; kept unserved: the model in service is of a later moment"
     logger.info("%s training: %s", name, reason)
     _log_to_mlflow(ctx, name, factory().config.model_dump(mode="json"), metrics, current_metrics, result)
     return result
@@ -222,10 +243,7 @@ def _train_unvalidated(
         return {"promoted": False, "reason": reason, SELECTION_METRIC: None}
     reason = f"{why}; trained on the whole window without validation"
     logger.warning("%s training: %s", name, reason)
-    version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    ctx.registry.save(name, version, factory().fit(ctx.window), {})
-    ctx.registry.promote(name, version, {})
-    return {"promoted": True, "reason": reason, SELECTION_METRIC: None, "version": version}
+    return {"reason": reason, SELECTION_METRIC: None, **ctx.save_model(name, factory().fit(ctx.window), {})}
 
 
 def _log_to_mlflow(
@@ -387,10 +405,8 @@ def publish_session_blend(ctx: RunContext) -> dict[str, Any]:
         logger.warning("session blend: default weights (%s)", error)
         weights, metrics = SessionBlendWeights(), {}
     model = SessionBlendModel(weights).fit(ctx.window)
-    version = f"{pd.Timestamp(ctx.moment):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    ctx.registry.save(SESSION_BLEND_MODEL, version, model, metrics)
-    ctx.registry.promote(SESSION_BLEND_MODEL, version, metrics)
-    return {"version": version, "weights": weights.model_dump(include=set(BLEND_WEIGHTS)), **metrics}
+    saved = ctx.save_model(SESSION_BLEND_MODEL, model, metrics)
+    return {**saved, "weights": weights.model_dump(include=set(BLEND_WEIGHTS)), **metrics}
 
 
 # -- stage 7 -----------------------------------------------------------------------------------

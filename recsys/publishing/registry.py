@@ -4,6 +4,12 @@ Each trained model is saved under ``models/<name>/<version>/``; ``models/<name>/
 names the version readers use. Writing that one small object is the promotion, so a reader
 sees either the old or the new pointer, and a failed training run (which never reaches the
 promotion) leaves the working model in place.
+
+Promotion only moves forward, like table publication (``recsys.publishing.tables``): a version
+trained on data as of an older moment than the one in service (a backfill, or a zombie task
+finishing late) is saved but not promoted unless asked explicitly (``force``). The check and
+the pointer write are two object-store calls, not a transaction: two writers racing within
+that gap both hold models of comparable moments, and the later write wins.
 """
 
 from __future__ import annotations
@@ -19,12 +25,22 @@ from recsys.storage.object_store import ObjectNotFoundError, ObjectStore
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """A promoted model: its version, validation metrics and when it was promoted."""
+    """A promoted model: its version, validation metrics, when it was promoted and the moment
+    of the data it was trained on (``as_of``, ISO; None for pointers written before it was kept)."""
 
     name: str
     version: str
     metrics: dict[str, float]
     promoted_at: str
+    as_of: str | None = None
+
+    def is_newer_than(self, as_of: datetime) -> bool:
+        """Whether this version describes a later moment than ``as_of`` (naive = UTC)."""
+        return self.as_of is not None and _utc(datetime.fromisoformat(self.as_of)) > _utc(as_of)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 class ModelRegistry:
@@ -71,16 +87,44 @@ class ModelRegistry:
             return None
         return ModelVersion(**pointer)
 
-    def promote(self, name: str, version: str, metrics: dict[str, float]) -> ModelVersion:
-        """Make ``version`` the one in service."""
+    def promote(
+        self,
+        name: str,
+        version: str,
+        metrics: dict[str, float],
+        as_of: datetime | None = None,
+        force: bool = False,
+    ) -> ModelVersion | None:
+        """Make ``version`` the one in service, unless it is older than the one in service.
+
+        Parameters
+        ----------
+        name, version : str
+            The saved model version.
+        metrics : dict of str to float
+            Its validation metrics, kept with the pointer.
+        as_of : datetime, optional
+            The moment of the data it was trained on (naive = UTC).
+        force : bool
+            Promote even when the version in service was trained on data of a later moment.
+
+        Returns
+        -------
+        ModelVersion or None
+            The new pointer, or None when a newer version stays in service.
+        """
         if not self.store.exists(f"{self.prefix(name, version)}/model.json"):
             where = self.store.url(self.prefix(name, version))
             raise ModelError(f"cannot promote {name} {version}: no saved model at {where}")
+        current = self.current(name)
+        if as_of is not None and not force and current is not None and current.is_newer_than(as_of):
+            return None
         promoted = ModelVersion(
             name=name,
             version=version,
             metrics=metrics,
             promoted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            as_of=None if as_of is None else _utc(as_of).isoformat(timespec="seconds"),
         )
         self.store.put_bytes(
             f"{self.root}/{name}/current.json", json.dumps(asdict(promoted), indent=2).encode()

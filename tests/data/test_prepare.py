@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +13,15 @@ from sqlalchemy.engine import Engine
 from recsys.config import EventWeights
 from recsys.data.errors import TableDataError
 from recsys.data.loader import load_raw_data
-from recsys.data.prepare import INTERACTIONS, ITEMS, category_ancestry, prepare_datasets, to_epoch_ms
+from recsys.data.prepare import (
+    INTERACTIONS,
+    ITEMS,
+    PrepareReport,
+    PrepareSkipped,
+    category_ancestry,
+    prepare_datasets,
+    to_epoch_ms,
+)
 from recsys.data.readers import read_interactions, read_items
 from recsys.data.schema import EVENTS as RAW_EVENTS
 from tests.data.raw_files import write_raw_files
@@ -124,8 +132,30 @@ def test_empty_window_fails_and_keeps_previous_tables(loaded: Engine) -> None:
     prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 30))
     before = read_table(loaded, INTERACTIONS, ["user_id", "datetime"])
     with pytest.raises(ValueError, match="before 2015-06-01 00:00 UTC: nothing to prepare"):
-        prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 1))
+        prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 1), allow_older=True)
     pd.testing.assert_frame_equal(read_table(loaded, INTERACTIONS, ["user_id", "datetime"]), before)
+
+
+def test_an_older_moment_keeps_the_newer_tables_unless_asked(loaded: Engine) -> None:
+    """A backfill (or a zombie task finishing late) does not roll the prepared tables back."""
+    newer = prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 30))
+    assert isinstance(newer, PrepareReport)
+    before = read_table(loaded, INTERACTIONS, ["user_id", "datetime"])
+
+    skipped = prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 10))
+    assert skipped == PrepareSkipped(as_of=datetime(2015, 6, 10), prepared_as_of=datetime(2015, 6, 30))
+    assert "as of 2015-06-30 00:00 UTC, later than 2015-06-10 00:00 UTC: kept" in str(skipped)
+    pd.testing.assert_frame_equal(read_table(loaded, INTERACTIONS, ["user_id", "datetime"]), before)
+
+    # The same moment again is a re-run: it rebuilds.
+    assert isinstance(prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 30)), PrepareReport)
+    # Asked explicitly, an older moment rebuilds, and then a newer one moves forward again.
+    older = prepare_datasets(loaded, EventWeights(), as_of=datetime(2015, 6, 10), allow_older=True)
+    assert older.n_interactions < newer.n_interactions
+    assert len(read_table(loaded, INTERACTIONS, ["user_id", "datetime"])) == older.n_interactions
+    aware = datetime(2015, 6, 30, 2, tzinfo=timezone(timedelta(hours=2)))  # 2015-06-30 00:00 UTC
+    assert isinstance(prepare_datasets(loaded, EventWeights(), as_of=aware), PrepareReport)
+    assert len(read_table(loaded, INTERACTIONS, ["user_id", "datetime"])) == newer.n_interactions
 
 
 def test_prepare_without_raw_events_says_what_to_do(db_engine: Engine) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,32 @@ def _window() -> InteractionData:
     return InteractionData.build(frame, catalogue)
 
 
+def test_promotion_only_moves_forward_unless_forced(registry: ModelRegistry, popular: PopularModel) -> None:
+    for version in ("v1", "v2", "v3", "v4"):
+        registry.save("popular", version, popular)
+    newer = registry.promote("popular", "v1", {}, as_of=datetime(2015, 9, 10))
+    assert newer is not None and newer.as_of == "2015-09-10T00:00:00+00:00"
+
+    # A backfill trained on older data is saved but does not take over.
+    assert registry.promote("popular", "v2", {}, as_of=datetime(2015, 8, 1)) is None
+    assert registry.current("popular") == newer
+    # The same moment: the later promotion wins; asked explicitly, an older one is served.
+    assert registry.promote("popular", "v3", {}, as_of=datetime(2015, 9, 10)) is not None
+    forced = registry.promote("popular", "v2", {}, as_of=datetime(2015, 8, 1), force=True)
+    assert registry.current("popular") == forced
+    assert registry.promote("popular", "v4", {}, as_of=datetime(2015, 9, 11)) is not None
+    assert registry.current("popular").version == "v4"  # type: ignore[union-attr]
+
+
+def test_a_pointer_without_a_moment_is_replaced(registry: ModelRegistry, popular: PopularModel) -> None:
+    """Pointers written before the moment was kept do not block the next promotion."""
+    registry.save("popular", "v1", popular)
+    registry.save("popular", "v2", popular)
+    registry.promote("popular", "v1", {})
+    assert registry.current("popular").as_of is None  # type: ignore[union-attr]
+    assert registry.promote("popular", "v2", {}, as_of=datetime(2015, 8, 1)) is not None
+
+
 def test_promoting_an_unsaved_version_is_refused(registry: ModelRegistry) -> None:
     with pytest.raises(ModelError, match="cannot promote als v9: no saved model at"):
         registry.promote("als", "v9", {})
@@ -160,6 +186,32 @@ def test_worse_candidate_is_not_promoted_and_the_current_model_keeps_serving(
     assert replaced["reason"].startswith(f"the model in service (version {first['version']}) cannot")
     current = ctx.registry.current(ALS_MODEL)
     assert current is not None and current.version == replaced["version"]
+    ctx.engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_backfill_trains_and_saves_but_does_not_replace_a_newer_model(
+    settings: Settings, tiny_raw_dir: Path
+) -> None:
+    ctx = RunContext(settings, datetime.fromisoformat(MOMENT))
+    load_raw_data(ctx.engine, tiny_raw_dir)
+    prepare_dataset(ctx)
+    served = train_als_model(ctx)
+    backfill = RunContext(settings, ctx.moment - timedelta(days=3))
+    # DAG 1 of the older date keeps the newer prepared tables.
+    assert prepare_dataset(backfill)["skipped"].endswith(
+        "(ask explicitly to rebuild them for an older moment)"
+    )
+
+    older = train_als_model(backfill)
+    assert older["promoted"] is False
+    assert older["reason"].endswith("kept unserved: the model in service is of a later moment")
+    assert ctx.registry.current(ALS_MODEL).version == served["version"]  # type: ignore[union-attr]
+    assert ctx.registry.versions(ALS_MODEL) == sorted([served["version"], older["version"]])
+
+    forced = train_als_model(RunContext(settings, backfill.moment, promote_backfill=True))
+    assert forced["promoted"] is True
+    assert ctx.registry.current(ALS_MODEL).version == forced["version"]  # type: ignore[union-attr]
     ctx.engine.dispose()
 
 
