@@ -24,7 +24,8 @@ import pytest
 
 from recsys.config import Settings
 
-START_TIMEOUT_S = 30.0
+# moto imports for tens of seconds on a loaded 2-core machine (30 s was seen to be too short).
+START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
 START_ATTEMPTS = 3
 ACCESS_KEY = "testing"
