@@ -7,7 +7,8 @@ its ``--pool``-deep lists are re-ranked at every strength of
 :data:`recsys.evaluation.operating_point.STRENGTHS`. The default operating point is chosen
 as the pipeline chooses it (:func:`recsys.evaluation.operating_point.tune_strength`): on the
 last ``--validation-days`` of the fold's training data, by a ranker fitted on the days before.
-Beside the curve: our popularity and ALS, RecTools Popular / ItemKNN / ALS / EASE (their lists
+Beside the curve: our candidate sources (ALS, item-kNN, i2i, popularity — the pipeline's
+references for the strength), RecTools Popular / ItemKNN / ALS / EASE (their lists
 under the product's rules, as in quality_benchmark.py), and the issue's quick try — the
 ranker's top 30 re-ordered by rank discount / popularity^α. Metrics are over the test users
 with history (the ones the re-ranking changes; cold users get the popularity list either
@@ -87,8 +88,7 @@ def run_fold(
     reranker = PopularityReRanker(ReRankConfig(pool=args.pool)).fit(data)
     recos = {curve_name(s): reranker.rerank(pool, K, strength=s) for s in STRENGTHS}
     recos |= {f"quick_try_{a:g}": quick_try(pool, data, a) for a in QUICK_TRY_ALPHAS}
-    recos["als"] = ranker.als.recommend(users, data, K)
-    recos["popular"] = ranker.popular.recommend(users, data, K)
+    recos |= {source.kind: source.recommend(users, data, K) for source in ranker.candidate_models()}
     for name, reco in rectools_baselines(split.train, users, folder).items():
         recos[name] = top_k(data.exclude(reco), K)
     started = time.perf_counter()
@@ -182,8 +182,15 @@ def main() -> None:
             else f"{frame.loc[n, 'ratio']:.2f} [{frame.loc[n, 'low']:.2f}, {frame.loc[n, 'high']:.2f}]"
             for n in table.index
         ]
-    baselines = ["popular", "als", "rectools_popular", "rectools_itemknn", ALS, "rectools_ease"]
-    best = max(baselines, key=lambda n: means[n][SELECTION_METRIC])
+    baselines = [
+        *(source.kind for source in TwoStageModel().candidate_models()),
+        "rectools_popular",
+        "rectools_itemknn",
+        ALS,
+        "rectools_ease",
+    ]
+    # The issue's baselines are RecTools' (ours are the pipeline's references, shown beside).
+    best = max((n for n in baselines if n.startswith("rectools_")), key=lambda n: means[n][SELECTION_METRIC])
     als_cov, als_ndcg = means[ALS][COVERAGE], means[ALS][SELECTION_METRIC]
     dominating = [
         n for n in curve_names if means[n][SELECTION_METRIC] >= als_ndcg and means[n][COVERAGE] >= als_cov

@@ -3,9 +3,11 @@
 The targets (issue 14): item coverage@10 at least the most accurate reference's, and Novelty@5
 at least ALS's, over the validation users with history (the users the re-ranking changes;
 light and heavy pooled, since a validation window holds too few of each for a per-segment
-choice). RecTools is not available inside the pipeline, so the references are our own ALS
-and popularity models — the two-stage model's candidate sources, fitted on the same
-training days.
+choice). RecTools is not available inside the pipeline, so the references are the pipeline's
+own baseline models — every candidate source of the two-stage model (ALS, item-kNN, i2i,
+popularity), fitted on the same training days — and the coverage to reach is that of
+whichever of them is the most accurate (NDCG@10) on the validation split: on a dense shop
+that is item-kNN, whose coverage is higher than ALS's, on the twin ALS.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 
 from recsys.evaluation.metrics import item_coverage
 from recsys.evaluation.offline import SELECTION_METRIC, TimeSplit, per_user_metrics
+from recsys.models.als import ALSModel
 from recsys.models.dataset import InteractionData
 from recsys.models.ranker import TwoStageConfig, TwoStageModel
 from recsys.models.rerank import PopularityReRanker, ReRankConfig
@@ -81,9 +84,25 @@ class StrengthChoice:
 
 
 def reference_targets(
-    references: dict[str, pd.DataFrame], split: TimeSplit, als: str = "als"
+    references: dict[str, pd.DataFrame], split: TimeSplit, als: str = ALSModel.kind
 ) -> dict[str, float]:
-    """Coverage of the most accurate reference and ALS's novelty, over the validation users with history."""
+    """Coverage of the most accurate reference and ALS's novelty, over the validation users with history.
+
+    Parameters
+    ----------
+    references : dict of str to DataFrame
+        Top-10 lists of the reference models, keyed by name; ``als`` among them.
+    split : TimeSplit
+        The validation split the lists are scored on.
+    als : str
+        Key of the reference whose Novelty@5 is the novelty target.
+
+    Returns
+    -------
+    dict of str to float
+        ``item_coverage@10`` and ``novelty@5`` to reach, and ``ndcg@10_of_<best>``: the
+        NDCG@10 of the most accurate reference, which names it.
+    """
     measured = {name: warm_metrics(reco, split) for name, reco in references.items()}
     best = max(measured, key=lambda name: measured[name][SELECTION_METRIC])
     return {
@@ -128,10 +147,7 @@ def tune_strength(
     if warm.size == 0:
         raise ValueError("no user with an add-to-cart or purchase in the validation days has earlier history")
     model = TwoStageModel(config).fit(train)
-    references = {
-        "als": model.als.recommend(warm, train, K),
-        "popular": model.popular.recommend(warm, train, K),
-    }
+    references = {source.kind: source.recommend(warm, train, K) for source in model.candidate_models()}
     targets = reference_targets(references, split)
     reranker = PopularityReRanker(ReRankConfig(pool=pool)).fit(train)
     curve = rerank_curve(reranker, model.recommend(warm, train, pool), split)

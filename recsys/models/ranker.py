@@ -154,11 +154,12 @@ class TwoStageModel(Recommender):
         return recent.assign(score=1.0 / (recent["position"] + 1), rank=recent["position"] + 1)
 
     # -- training ---------------------------------------------------------------------------
-    def _candidate_models(self) -> tuple[Recommender, ...]:
+    def candidate_models(self) -> tuple[Recommender, ...]:
+        """The candidate sources' models (ALS, item-kNN, i2i, popularity), fitted with the ranker."""
         return (self.als, self.itemknn, self.i2i, self.popular)
 
     def _fit_candidate_models(self, data: InteractionData) -> None:
-        for model in self._candidate_models():
+        for model in self.candidate_models():
             model.fit(data)
 
     def _label_window(self, data: InteractionData, label_end: pd.Timestamp) -> pd.DataFrame | None:
@@ -340,7 +341,7 @@ class TwoStageModel(Recommender):
         self.feature_names = [str(name) for name in state["feature_names"]]
 
     def _save_parts(self, store: ObjectStore, prefix: str) -> None:
-        for model in self._candidate_models():
+        for model in self.candidate_models():
             model.save(store, f"{prefix}/{model.kind}")
 
     def _load_parts(self, store: ObjectStore, prefix: str) -> None:

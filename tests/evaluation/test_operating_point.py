@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from recsys.evaluation.operating_point import COVERAGE, NOVELTY, choose_strength
+from recsys.evaluation.offline import time_split
+from recsys.evaluation.operating_point import (
+    COVERAGE,
+    NOVELTY,
+    choose_strength,
+    reference_targets,
+    warm_metrics,
+)
 
 CURVE = pd.DataFrame(
     {
@@ -31,3 +38,40 @@ def test_unreachable_targets_give_the_nearest_strength() -> None:
     assert strength == 1.0
     assert reason.startswith("no strength meets item coverage@10 >= 0.5000 and Novelty@5 >= 4.000")
     assert reason.endswith("took the nearest (70% of the target)")
+
+
+def _lists(users: list[int], items: list[list[int]]) -> pd.DataFrame:
+    """Top lists: ``items[u]`` for ``users[u]``, best first."""
+    rows = [
+        (user, item, rank) for user, its in zip(users, items, strict=True) for rank, item in enumerate(its, 1)
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rank"])
+    return frame.assign(score=1.0 / frame["rank"])
+
+
+def test_the_coverage_target_is_the_most_accurate_references_and_the_novelty_target_als() -> None:
+    # Twenty items viewed in training (item i by i + 1 users: 0 the rarest); users 1–3 then
+    # put item 0, 1, 2 in their carts.
+    train = [
+        (user, item, "view", f"2024-01-{1 + user % 9:02d}") for item in range(20) for user in range(item + 1)
+    ]
+    test = [(user, user - 1, "addtocart", "2024-01-20") for user in (1, 2, 3)]
+    interactions = pd.DataFrame(train + test, columns=["user_id", "item_id", "event", "datetime"])
+    split = time_split(interactions.assign(datetime=pd.to_datetime(interactions["datetime"])), test_days=5)
+    users = [1, 2, 3]
+    references = {
+        # Accurate (hits every cart) on a narrow set of items.
+        "itemknn": _lists(users, [[0, 1, 2]] * 3),
+        # Misses, but spread over twelve items.
+        "als": _lists(users, [[10, 11, 12, 13], [14, 15, 16, 17], [18, 19, 4, 5]]),
+        "popular": _lists(users, [[19, 18, 17]] * 3),
+    }
+    targets = reference_targets(references, split)
+    measured = {name: warm_metrics(reco, split) for name, reco in references.items()}
+    assert measured["itemknn"]["ndcg@10"] > max(measured["als"]["ndcg@10"], measured["popular"]["ndcg@10"])
+    assert targets[COVERAGE] == measured["itemknn"][COVERAGE] == 3 / 20
+    assert targets[NOVELTY] == measured["als"][NOVELTY]
+    assert targets["ndcg@10_of_itemknn"] == measured["itemknn"]["ndcg@10"]
+    # With the accurate reference gone, the more accurate of the others (a tie at 0: the first) sets it.
+    del references["itemknn"]
+    assert reference_targets(references, split)[COVERAGE] == measured["als"][COVERAGE] == 12 / 20
