@@ -17,7 +17,7 @@ over users of the ratio to RecTools ALS.
 
 Usage::
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/rerank_benchmark.py --shape dense [--folds 1]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/rerank_benchmark.py --shape dense [--folds 1] [--scale-factor 1]
 
 Writes ``benchmarks/results/rerank_<shape>.md`` and ``rerank_<shape>.png``.
 """
@@ -78,13 +78,16 @@ def quick_try(pool: pd.DataFrame, data: InteractionData, alpha: float) -> pd.Dat
 
 def run_fold(
     split: TimeSplit, data: InteractionData, folder: Path, args: argparse.Namespace
-) -> tuple[dict[str, pd.DataFrame], StrengthChoice | None]:
-    """Every list of one fold (keyed by name) and the strength chosen on its validation days."""
+) -> tuple[dict[str, pd.DataFrame], StrengthChoice | None, float]:
+    """Every list of one fold (keyed by name), the strength chosen on its validation days, and the
+    pool's bound: the item coverage of the warm users' whole pools, which no re-ranking can exceed."""
     users = split.test_users
     started = time.perf_counter()
     ranker = TwoStageModel().fit(data)
     print(f"  two-stage fitted in {time.perf_counter() - started:.0f} s", flush=True)
     pool = ranker.recommend(users, data, args.pool)
+    warm = split.segments.index[split.segments != "cold"]
+    bound = pool.loc[pool["user_id"].isin(warm), "item_id"].nunique() / split.train["item_id"].nunique()
     reranker = PopularityReRanker(ReRankConfig(pool=args.pool)).fit(data)
     recos = {curve_name(s): reranker.rerank(pool, K, strength=s) for s in STRENGTHS}
     recos |= {f"quick_try_{a:g}": quick_try(pool, data, a) for a in QUICK_TRY_ALPHAS}
@@ -102,7 +105,7 @@ def run_fold(
     print(
         f"  strength chosen in {time.perf_counter() - started:.0f} s: {choice and choice.reason}", flush=True
     )
-    return recos, choice
+    return recos, choice, bound
 
 
 def pooled(
@@ -131,6 +134,12 @@ def main() -> None:
     parser.add_argument(
         "--shape", default="dense", help="twin scale (tiny/small/full) or shape (dense/sparse)"
     )
+    parser.add_argument(
+        "--scale-factor",
+        type=float,
+        default=1.0,
+        help="grow the shape (as `recsys data generate --scale-factor`), e.g. for more test users with history",
+    )
     parser.add_argument("--test-days", type=float, default=14)
     parser.add_argument("--folds", type=int, default=1)
     parser.add_argument("--validation-days", type=int, default=7, help="as RECSYS_VALIDATION_DAYS")
@@ -142,10 +151,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         twin = args.shape not in SHAPES
-        generate_twin(work / "raw", resolve_shape("twin", args.shape) if twin else resolve_shape(args.shape))
+        shape = (
+            resolve_shape("twin", args.shape, args.scale_factor)
+            if twin
+            else resolve_shape(args.shape, factor=args.scale_factor)
+        )
+        generate_twin(work / "raw", shape)
         engine, interactions, _ = load_prepared(work / "raw", work)
+        print(f"{shape.name} generated and prepared in {time.perf_counter() - started:.0f} s", flush=True)
         splits = time_folds(interactions, args.folds, args.test_days)
-        recos, choices = [], []
+        recos, choices, bounds = [], [], []
         for number, split in enumerate(splits):
             print(
                 f"fold {number}: test from {split.test_start:%Y-%m-%d}, {split.segments.value_counts().to_dict()}",
@@ -154,7 +169,8 @@ def main() -> None:
             data = InteractionData.build(
                 split.train, catalogue_at(engine, split.test_start), now=split.test_start
             )
-            fold_recos, choice = run_fold(split, data, work / f"rectools_{number}", args)
+            fold_recos, choice, bound = run_fold(split, data, work / f"rectools_{number}", args)
+            bounds.append(bound)
             recos.append(fold_recos)
             choices.append(choice)
     minutes = (time.perf_counter() - started) / 60
@@ -208,7 +224,7 @@ def main() -> None:
 
     counts = pd.concat([s.segments for s in splits]).value_counts().to_dict()
     lines = [
-        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — `{args.shape}`, {args.folds} fold(s) of {args.test_days:g} days, pool {args.pool}",
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — `{args.shape}` × {args.scale_factor:g}, {args.folds} fold(s) of {args.test_days:g} days, pool {args.pool}",
         "",
         f"Test users (user-folds) by segment: {counts}; metrics over those with history. Run time {minutes:.1f} min; peak RSS {peak_rss_mib():,.0f} MiB.",
         f"Strengths chosen on each fold's last {args.validation_days} training days: {[c and c.strength for c in choices]}"
@@ -229,6 +245,8 @@ def main() -> None:
         f"  - NDCG@10 vs the best baseline ({best}: {means[best][SELECTION_METRIC]:.4f}): {point[SELECTION_METRIC] / means[best][SELECTION_METRIC]:.2f}×; "
         f"vs RecTools ALS: {point[SELECTION_METRIC] / als_ndcg:.2f}×",
         f"  - coverage@10 vs RecTools ALS: {point[COVERAGE] / als_cov:.2f}×",
+        f"- bound of any re-ranking: item coverage of the warm users' whole {args.pool}-deep pools {np.mean(bounds):.4f} "
+        f"(mean of the folds'; {np.mean(bounds) / als_cov:.2f}× RecTools ALS's top-10 coverage)",
         "",
     ]
     record(f"rerank_{args.shape}.md", lines)
