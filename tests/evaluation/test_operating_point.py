@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from recsys.evaluation.offline import time_split
@@ -10,6 +11,7 @@ from recsys.evaluation.operating_point import (
     NOVELTY,
     choose_strength,
     reference_targets,
+    tied_with_most_accurate,
     warm_metrics,
 )
 
@@ -72,6 +74,26 @@ def test_the_coverage_target_is_the_most_accurate_references_and_the_novelty_tar
     assert targets[COVERAGE] == measured["itemknn"][COVERAGE] == 3 / 20
     assert targets[NOVELTY] == measured["als"][NOVELTY]
     assert targets["ndcg@10_of_itemknn"] == measured["itemknn"]["ndcg@10"]
-    # With the accurate reference gone, the more accurate of the others (a tie at 0: the first) sets it.
+    # With the accurate reference gone, ALS and popularity tie (both miss every cart): either is
+    # the most accurate, and the less demanding coverage, popularity's, is the target.
     del references["itemknn"]
-    assert reference_targets(references, split)[COVERAGE] == measured["als"][COVERAGE] == 12 / 20
+    tied = reference_targets(references, split)
+    assert tied[COVERAGE] == measured["popular"][COVERAGE] == 3 / 20
+    assert "ndcg@10_of_popular" in tied
+
+
+def test_references_within_noise_of_the_best_are_tied() -> None:
+    users = pd.RangeIndex(40)
+    rng = np.random.default_rng(7)
+    noise = pd.Series(rng.uniform(0, 1, 40), index=users)
+    per_user = {
+        "best": noise,
+        # Lower by a small amount on a few users: within the 95% interval of the paired difference.
+        "close": noise - np.where(np.arange(40) < 3, 0.05, 0.0),
+        # Lower on every user by a lot: outside it.
+        "far": noise - 0.3,
+    }
+    assert tied_with_most_accurate(per_user) == ["best", "close"]
+    # A constant, even small, difference on every user is certain: not a tie.
+    assert tied_with_most_accurate({"a": noise, "b": noise - 0.01}) == ["a"]
+    assert tied_with_most_accurate({"a": noise, "b": noise.copy()}) == ["a", "b"]
