@@ -198,7 +198,9 @@ class RecommendationService:
         self.metrics = metrics if metrics is not None else ServiceMetrics()
         self.engine = engine if engine is not None else create_service_engine(settings)
         self.events = OnlineEventsRepository(self.engine)
-        self.activity = OnlineActivityCache(settings.online_events_limit)
+        self.activity = OnlineActivityCache(
+            settings.online_events_limit, settings.online_purchases_limit
+        )
         # Per user with online events: (activity, similar items, session model, candidates) last computed.
         self._online_memo: dict[
             int, tuple[UserActivity, GroupedLists, SessionBlendModel | None, SessionCandidates]
