@@ -42,6 +42,8 @@ class SessionBlendWeights(VSKNNConfig):
         0.0, ge=0, description="V-SKNN's scores of the session's own items kept (0: discovery only)"
     )
     strip_length: int = Field(3, ge=0, description="recently viewed items not yet bought shown (0: none)")
+    earlier_length: int = Field(0, ge=0, le=10, description="items viewed before the session shown (0: none)")
+    earlier_rank: int = Field(1, ge=1, description="1-based rank where those start (before the strip)")
     strip_rank: int = Field(8, ge=1, description="1-based rank where the strip starts")
     covisitation_weight: float = Field(
         1.0, ge=0, description="co-visitation scores added to V-SKNN's (both scaled to their best)"
@@ -61,6 +63,8 @@ BLEND_WEIGHTS = frozenset(
     {
         "strip_length",
         "strip_rank",
+        "earlier_length",
+        "earlier_rank",
         "reminder_weight",
         "covisitation_weight",
         "category_weight",

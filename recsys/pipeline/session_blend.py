@@ -12,7 +12,8 @@ session's categories, popularity. The search is coordinate-wise:
 
 1. ``category_weight``, then ``covisitation_weight``, then ``offline_share`` (the offline list of
    a returning visitor is the neighbours of their training history, what the service serves
-   users without a published list): best discovery MRR@20 (no strip, no reminders);
+   users without a published list), then ``earlier_length`` and ``earlier_rank`` together:
+   best discovery MRR@20 (no strip, no reminders);
 2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together, plus the weights that
    reproduce V-SKNN with reminders: best discovery MRR@20 among those whose cart HR@10 is at
    least the best single method's; if none is, the best cart HR@10.
@@ -56,6 +57,7 @@ CATEGORY_WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
 COVISITATION_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 OFFLINE_SHARES = (0.0, 0.1, 0.25, 0.5)
 REMINDER_WEIGHTS = (0.0, 0.3, 1.0)
+EARLIER_LENGTHS = (0, 1, 2, 3, 5)
 STRIP_LENGTHS = (0, 1, 2, 3, 5, 10)
 STRIP_RANKS = (1, 2, 4, 8)
 GOAL = "discovery_mrr@20"
@@ -77,6 +79,7 @@ def tune_session_blend(
     validation_days: float,
     n_similar: int,
     max_sessions: int,
+    max_prefixes: int,
     base: SessionBlendWeights | None = None,
     seed: int = 0,
 ) -> tuple[SessionBlendWeights, dict[str, float]]:
@@ -92,6 +95,8 @@ def tune_session_blend(
         Co-visitation neighbours per item (as published).
     max_sessions : int
         Validation sessions replayed at most (a seeded sample: bounds the stage's time).
+    max_prefixes : int
+        Prefixes of those scored at most (a seeded sample, likewise).
     base : SessionBlendWeights, optional
         V-SKNN's settings (kept) and the starting weights.
 
@@ -109,11 +114,14 @@ def tune_session_blend(
     train = InteractionData.build(before, data.items.reset_index(), now=start)
     validation = interactions[interactions["datetime"] >= start]
     sessions = validation[["user_id", "session_index"]].drop_duplicates()
+    replayed = validation
     if len(sessions) > max_sessions:
         sessions = sessions.sample(max_sessions, random_state=seed)
-        validation = validation.merge(sessions, on=["user_id", "session_index"])
-    replay = session_replay(validation)
-    prefixes = _prefixes(replay, train, base, n_similar)
+        replayed = validation.merge(sessions, on=["user_id", "session_index"])
+    replay = session_replay(replayed)
+    if len(replay.prefixes) > max_prefixes:
+        replay = replay.subset(replay.prefixes["prefix_id"].sample(max_prefixes, random_state=seed))
+    prefixes = _prefixes(replay, train, base, n_similar, validation)
     logger.info("session blend: %d validation prefixes", len(prefixes))
 
     def score(weights: SessionBlendWeights) -> dict[str, float]:
@@ -130,6 +138,12 @@ def tune_session_blend(
         ("offline_share", OFFLINE_SHARES),
     ):
         best = _best(best, field, values, score)
+    earlier = [
+        best.model_copy(update={"earlier_length": length, "earlier_rank": rank})
+        for length, rank in product(EARLIER_LENGTHS, STRIP_RANKS)
+        if length > 0 or rank == 1
+    ]
+    best = max(earlier, key=lambda weights: score(weights)[GOAL])
     candidates = [
         best.model_copy(update={"reminder_weight": reminder, "strip_length": length, "strip_rank": rank})
         for reminder, length, rank in product(REMINDER_WEIGHTS, STRIP_LENGTHS, STRIP_RANKS)
@@ -143,6 +157,7 @@ def tune_session_blend(
                 "covisitation_weight": 0.0,
                 "category_weight": 0.0,
                 "offline_share": 0.0,
+                "earlier_length": 0,
                 "strip_length": 0,
                 "strip_rank": 1,
             }
@@ -166,7 +181,9 @@ def tune_session_blend(
 def single_lists(prefixes: list[_Prefix]) -> dict[str, pd.DataFrame]:
     """Each single method's list of every prefix (``prefix_id, item_id, rank``), from the
     prefix's candidates: the same items the blend mixes."""
-    vsknn = SessionBlendWeights(reminder_weight=1.0, covisitation_weight=0.0, category_weight=0.0)
+    vsknn = SessionBlendWeights(
+        reminder_weight=1.0, covisitation_weight=0.0, category_weight=0.0, strip_length=0
+    )
     methods: dict[str, Callable[[_Prefix], Candidates]] = {
         "recently_seen": lambda p: p.candidates.strip,
         "vsknn": lambda p: discovery_list(p.candidates, vsknn),
@@ -209,9 +226,14 @@ def _frame(prefixes: list[_Prefix], answer_of: Callable[[_Prefix], list[Recommen
 
 
 def _prefixes(
-    replay: SessionReplay, train: InteractionData, base: SessionBlendWeights, n_similar: int
+    replay: SessionReplay,
+    train: InteractionData,
+    base: SessionBlendWeights,
+    n_similar: int,
+    validation: pd.DataFrame,
 ) -> list[_Prefix]:
-    """Each prefix's candidates, as the service computes them for a visitor with those events."""
+    """Each prefix's candidates, as the service computes them for a visitor with those events
+    (and, as the service holds them, the visitor's ``validation`` events before the session)."""
     model = SessionBlendModel(base).fit(train)
     config = ItemToItemConfig()
     similar = GroupedLists.from_frame(
@@ -229,10 +251,17 @@ def _prefixes(
     unavailable = compact_ids(np.sort(train.item_codes.ids[train.is_unavailable(train.item_codes.ids)]))
     events = replay.prefix_events()
     events = events.assign(ms=events["datetime"].to_numpy().astype("datetime64[ms]").astype(np.int64))
+    ordered = validation.sort_values("datetime", ascending=False, kind="stable")
+    online = {
+        int(user): (rows["datetime"].to_numpy(), rows["item_id"].to_numpy(dtype=np.int64))
+        for user, rows in ordered.groupby("user_id", sort=False)
+    }
     result = []
     for (prefix_id, user_id), rows in events.groupby(["prefix_id", "user_id"], sort=True):
         newest = rows.iloc[::-1]
         past = history_activity(histories.get(int(user_id), "history"), config.n_recent)
+        times, items = online[int(user_id)]
+        earlier = np.concatenate([items[times < rows["datetime"].iloc[0]], past.recent])
         purchases = newest.loc[newest["event"].isin(PURCHASE_EVENTS), "item_id"].to_numpy(dtype=np.int64)
         bought = np.union1d(purchases, past.bought)
         session = UserActivity(
@@ -242,7 +271,7 @@ def _prefixes(
         result.append(
             _Prefix(
                 int(prefix_id),
-                session_candidates(session, model, similar, config, known, unavailable),
+                session_candidates(session, model, similar, config, known, unavailable, earlier),
                 offline.without(unavailable),
                 popular.without(bought).without(unavailable),
             )

@@ -59,7 +59,11 @@ class OnlineActivityCache:
     """
 
     def __init__(
-        self, limit: int, purchase_limit: int = 100, settle_seconds: float = 5.0, startup_overlap: int = 10_000
+        self,
+        limit: int,
+        purchase_limit: int = 100,
+        settle_seconds: float = 5.0,
+        startup_overlap: int = 10_000,
     ) -> None:
         self.limit = limit
         self.purchase_limit = purchase_limit

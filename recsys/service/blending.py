@@ -28,9 +28,12 @@ first gap of ``session_gap_minutes``) drives the list (:func:`session_blend`):
    they are reminders;
 2. the offline list of a returning visitor takes ``offline_share`` of the slots by the
    weighted interleaving above (discovery asked first);
-3. a *strip* of the session's latest ``strip_length`` distinct items not bought (source
+3. the visitor's ``earlier_length`` latest items viewed before the running session (earlier
+   online sessions, then the published history; source ``viewed_before``: visitors come back
+   to items they looked at) are placed from rank ``earlier_rank`` of that list;
+4. a *strip* of the session's latest ``strip_length`` distinct items not bought (source
    ``recently_viewed``: what visitors come back to buy) is placed from rank ``strip_rank``;
-4. the popular items fill what is left.
+5. the popular items fill what is left.
 
 The weights are the published model's, chosen on validation sessions by the pipeline
 (:mod:`recsys.pipeline.session_blend`, which scores these very functions).
@@ -44,6 +47,7 @@ from itertools import islice, repeat
 from typing import TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from recsys.models.i2i import BOUGHT, ItemToItemConfig, latest_distinct, score_one_user
 from recsys.models.session_blend import SessionBlendModel, SessionBlendWeights
@@ -51,6 +55,8 @@ from recsys.service.events import UserActivity
 from recsys.service.store import Candidates, GroupedLists, Ids, in_sorted
 
 ONLINE_I2I = "online_i2i"
+# Items viewed before the running session kept as candidates (the longest strip the tuner tries).
+MAX_EARLIER = 10
 # Neighbours of the published history of a user who has no published list.
 HISTORY_I2I = "history_i2i"
 # The session blend's sources: the session's neighbours, the items popular in its categories, and
@@ -58,6 +64,7 @@ HISTORY_I2I = "history_i2i"
 SESSION_KNN = "session_knn"
 SESSION_CATEGORY = "session_category"
 RECENTLY_VIEWED = "recently_viewed"
+VIEWED_BEFORE = "viewed_before"
 
 
 # An item of a list being blended: item id, score, label.
@@ -211,6 +218,9 @@ class SessionCandidates:
         Online i2i neighbours of the session's items, best first.
     category : Candidates
         The items most popular in the session's categories, best first.
+    earlier : Candidates
+        The visitor's distinct items viewed before the session, newest first, without the
+        session's, bought or unavailable ones.
     """
 
     strip: Candidates
@@ -218,8 +228,9 @@ class SessionCandidates:
     reminders: Candidates
     covisitation: Candidates
     category: Candidates
-    # Discovery lists already fused, by weights: a visitor's repeated requests fuse once.
-    fused: dict[tuple[float, float, float], Candidates] = field(default_factory=dict, compare=False)
+    earlier: Candidates
+    # Discovery lists already fused, by weights (see discovery_list).
+    fused: dict[tuple[float, ...], Candidates] = field(default_factory=dict, compare=False)
 
     @classmethod
     def empty(cls) -> SessionCandidates:
@@ -230,6 +241,7 @@ class SessionCandidates:
             Candidates.empty(SESSION_KNN),
             Candidates.empty(ONLINE_I2I),
             Candidates.empty(SESSION_CATEGORY),
+            Candidates.empty(VIEWED_BEFORE),
         )
 
 
@@ -240,9 +252,11 @@ def session_candidates(
     config: ItemToItemConfig,
     known: Ids,
     unavailable: Ids,
+    earlier: npt.NDArray[np.int64] | None = None,
 ) -> SessionCandidates:
     """The candidates of a running session (``session``: its events newest first, and everything
-    the visitor bought; ``known`` and ``unavailable``: sorted item ids of the catalogue).
+    the visitor bought; ``known`` and ``unavailable``: sorted item ids of the catalogue;
+    ``earlier``: the visitor's items before the session, newest first).
 
     Items nobody has seen in training find no neighbours (they still give context to the rest);
     items the catalogue does not know (a client's mistake, a bot) are never shown back.
@@ -257,6 +271,10 @@ def session_candidates(
     )
     strip = distinct[shown]
     strip_scores = np.arange(strip.size, 0, -1, dtype=np.float32)
+    before = np.empty(0, dtype=np.int64) if earlier is None else latest_distinct(earlier, earlier.size)
+    before = before[
+        in_sorted(before, known) & ~in_sorted(before, excluded) & ~in_sorted(before, unavailable)
+    ][:MAX_EARLIER]
     neighbours = Candidates.empty(SESSION_KNN)
     reminders = Candidates.empty(RECENTLY_VIEWED)
     category = Candidates.empty(SESSION_CATEGORY)
@@ -273,16 +291,35 @@ def session_candidates(
         category = category.without(unavailable)
     covisitation = online_i2i(session, similar, config).without(excluded)
     return SessionCandidates(
-        Candidates(RECENTLY_VIEWED, strip, strip_scores), neighbours, reminders, covisitation, category
+        Candidates(RECENTLY_VIEWED, strip, strip_scores),
+        neighbours,
+        reminders,
+        covisitation,
+        category,
+        Candidates(VIEWED_BEFORE, before, np.arange(before.size, 0, -1, dtype=np.float32)),
+    )
+
+
+def _shown_apart(candidates: SessionCandidates, weights: SessionBlendWeights) -> Ids:
+    """The items the strip and the earlier items place themselves (sorted): left out of the rest."""
+    return np.union1d(
+        candidates.strip.items[: weights.strip_length], candidates.earlier.items[: weights.earlier_length]
     )
 
 
 def discovery_list(candidates: SessionCandidates, weights: SessionBlendWeights) -> Candidates:
     """The session's scored lists fused: V-SKNN's (its reminders × ``reminder_weight``) over
     its best score, plus co-visitation's and the category's, each over its best, times its
-    weight; best first, ties by item id. Each item keeps the label of the list that scored it
-    most. Memoised on ``candidates`` per weights."""
-    key = (weights.reminder_weight, weights.covisitation_weight, weights.category_weight)
+    weight; best first, ties by item id, without the items the strip and the earlier items
+    show. Each item keeps the label of the list that scored it most. Memoised on
+    ``candidates`` per weights: a visitor's repeated requests fuse once."""
+    key = (
+        weights.reminder_weight,
+        weights.covisitation_weight,
+        weights.category_weight,
+        float(weights.strip_length),
+        float(weights.earlier_length),
+    )
     found = candidates.fused.get(key)
     if found is not None:
         return found
@@ -318,6 +355,7 @@ def discovery_list(candidates: SessionCandidates, weights: SessionBlendWeights) 
             summed[order].astype(np.float32),
             tuple(labels[first][order].tolist()),
         )
+    fused = fused.without(_shown_apart(candidates, weights))
     candidates.fused[key] = fused
     return fused
 
@@ -331,12 +369,17 @@ def session_blend(
 ) -> list[Recommendation]:
     """The served list of a visitor with a running session (see the module); ``offline`` and
     ``fillers`` must already be without what the visitor bought and unavailable items."""
-    strip = as_recommendations(candidates.strip, min(weights.strip_length, k))
-    strip_items = np.sort(np.array([r["item_id"] for r in strip], dtype=np.int64))
-    discovery = discovery_list(candidates, weights).without(strip_items)
-    merged = blend(discovery, offline.without(strip_items), [], k, 1.0 - weights.offline_share)
-    head = min(weights.strip_rank - 1, len(merged))
-    placed = (merged[:head] + strip + merged[head:])[:k]
+    discovery = discovery_list(candidates, weights)
+    merged = blend(
+        discovery, offline.without(_shown_apart(candidates, weights)), [], k, 1.0 - weights.offline_share
+    )
+    for shown, length, rank in (
+        (candidates.earlier, weights.earlier_length, weights.earlier_rank),
+        (candidates.strip, weights.strip_length, weights.strip_rank),
+    ):
+        head = min(rank - 1, len(merged))
+        merged = merged[:head] + as_recommendations(shown, min(length, k)) + merged[head:]
+    placed = merged[:k]
     if len(placed) < k:
         seen = {r["item_id"] for r in placed}
         for filler in fillers:
