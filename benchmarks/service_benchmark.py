@@ -6,7 +6,10 @@ async endpoint. Both run under the same uvicorn settings (one worker, no access 
 one at a time, and wrk drives each target for ``--seconds`` at 10 and 50 connections, cycling
 through real user ids; the bare endpoint is measured before and after the service at each
 connection count and the mean is the baseline. Some users first get online events, so the
-online i2i path is exercised. ``--rounds N`` repeats the whole sequence and reports medians:
+online path is exercised: a fifth of the users get three views, and ``--session-visitors``
+others twenty (the session blend's path: V-SKNN, the session's categories, co-visitation, the
+recently-viewed strip), measured on the personalised and online endpoints beside the plain
+personalised endpoint in the same run. ``--rounds N`` repeats the whole sequence and reports medians:
 single runs of these 2-core machines move the ratios by several hundredths.
 
 Usage::
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -51,6 +55,7 @@ UVICORN = [
 ]
 API_KEY = "benchmark-key"
 K = 10
+SESSION_EVENTS = 20
 
 
 def free_port() -> int:
@@ -97,6 +102,18 @@ def wrk(base: str, paths: list[str], connections: int, seconds: int) -> dict[str
     return result
 
 
+def post_views(base: str, views: list[tuple[int, int]]) -> None:
+    """Record ``(user, item)`` views through ``POST /events``, in order."""
+    with requests.Session() as session:
+        for user, item in views:
+            session.post(
+                f"{base}/events",
+                headers={"X-API-Key": API_KEY},
+                timeout=10,
+                json={"user_id": user, "item_id": item, "event": "view"},
+            ).raise_for_status()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -104,6 +121,10 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--users", type=int, default=5000, help="distinct users cycled through")
+    parser.add_argument(
+        "--object-store-url", help="the pipeline's object store (the session model); default: the settings'"
+    )
+    parser.add_argument("--session-visitors", type=int, default=200, help="users given 20 online events each")
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat the whole sequence; the table shows medians over rounds"
     )
@@ -131,6 +152,8 @@ def main() -> None:
         "RECSYS_API_KEY": API_KEY,
         "RECSYS_RELOAD_INTERVAL_SECONDS": "3600",
     }
+    if args.object_store_url:
+        env["RECSYS_OBJECT_STORE_URL"] = args.object_store_url
     service, base, startup = start("recsys_app.recsys_app:app", ROOT / "fast_api_service", env, "/ready")
     rss = psutil.Process(service.pid).memory_info().rss
     load_seconds = next(
@@ -140,18 +163,26 @@ def main() -> None:
     )
     # A fifth of the users get three online views, so the online part has something to blend.
     online_users = users[::5]
-    for number, user in enumerate(online_users):
-        for step in range(3):
-            requests.post(
-                f"{base}/events",
-                headers={"X-API-Key": API_KEY},
-                timeout=10,
-                json={"user_id": user, "item_id": items[(number + step) % len(items)], "event": "view"},
-            )
+    post_views(
+        base,
+        [
+            (user, items[(number + step) % len(items)])
+            for number, user in enumerate(online_users)
+            for step in range(3)
+        ],
+    )
+    # Others (not among those) get a session of twenty views of random items.
+    session_users = [u for u in users if u not in set(online_users)][: args.session_visitors]
+    rng = random.Random(0)
+    post_views(
+        base, [(user, item) for user in session_users for item in rng.choices(items, k=SESSION_EVENTS)]
+    )
     targets = {
         "personalized": [f"/recommendations/users/{u}?k={K}" for u in users],
         "default": [f"/recommendations/default?k={K}"],
         "online": [f"/recommendations/users/{u}/online?k={K}" for u in online_users],
+        "personalized, 20 online events": [f"/recommendations/users/{u}?k={K}" for u in session_users],
+        "online, 20 online events": [f"/recommendations/users/{u}/online?k={K}" for u in session_users],
     }
     # The bare app runs beside the service (idle while the service is measured) and is measured
     # before and after the service's runs at each connection count: the machine's load drifts,
@@ -209,6 +240,15 @@ def main() -> None:
                 f"{median(name, connections, lambda r, _: r['p99_ms']):.2f}",
             ]
             lines.append(f"| {name} | {connections} | {' | '.join(cells)} | {errors} |")
+    lines.append("")
+    for connections in (10, 50):
+        plain = median("personalized", connections, lambda r, _: r["p95_ms"])
+        ratios = ", ".join(
+            f"{name} {median(name, connections, lambda r, _: r['p95_ms']) / plain:.2f}×"
+            for name in targets
+            if "online events" in name
+        )
+        lines.append(f"- p95 vs the plain personalised endpoint at {connections} connections: {ratios}")
     lines.append("")
     if args.rounds > 1:
         lines.append(

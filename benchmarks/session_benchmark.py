@@ -16,6 +16,8 @@ Methods, each given the prefix of the running session:
   factor space, trained before the cut;
 * ``vsknn`` / ``stan`` — session kNN (:mod:`recsys.models.sknn`) with the reference's
   reminders, and ``vsknn_discovery`` / ``stan_discovery`` without them;
+* ``category_popular`` — the items most popular in the categories of the session's latest items
+  (:mod:`recsys.models.session_category`, the settings the served blend uses);
 * ``service_online`` / ``service_personalized`` — a :class:`RecommendationService` on the
   pipeline's tables, fed the visitors' test-window events one by one and asked at every prefix
   (``/online`` and the personalised endpoint: the code the service runs, not a copy).
@@ -30,6 +32,7 @@ Appends a section to ``benchmarks/results/session_<scale>.md``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -57,7 +60,8 @@ from recsys.evaluation.sessions import (
 from recsys.models.als import ALSModel
 from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
-from recsys.models.session_blend import BLEND_WEIGHTS, SESSION_BLEND_MODEL
+from recsys.models.session_blend import BLEND_WEIGHTS, SESSION_BLEND_MODEL, SessionBlendWeights
+from recsys.models.session_category import CategoryPopularModel
 from recsys.models.similar import covisitation_similar_items
 from recsys.models.sknn import SessionQueries, STANConfig, STANModel, VSKNNConfig, VSKNNModel
 from recsys.pipeline.stages import ALS_MODEL, STAGES, RunContext
@@ -170,6 +174,11 @@ def main() -> None:
     parser.add_argument("--raw-dir", type=Path, help="Kaggle files; default: generate the twin of --scale")
     parser.add_argument("--test-days", type=float, default=14)
     parser.add_argument("--max-prefix-events", type=int, default=100, help="latest events of a prefix used")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="copy the pipeline's database and object store here (for service_benchmark.py)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -189,6 +198,8 @@ def main() -> None:
         data = InteractionData.build(train, catalogue_at(engine, cut), now=cut)
         print(f"pipeline at the cut {cut:%Y-%m-%d %H:%M} …", flush=True)
         settings = run_pipeline_at(raw_dir, work / "pipeline", cut)
+        if args.keep is not None:
+            shutil.copytree(work / "pipeline", args.keep, dirs_exist_ok=True)
 
         replay = session_replay(test)
         prefix_events = replay.prefix_events(args.max_prefix_events)
@@ -220,6 +231,7 @@ def main() -> None:
             "vsknn_discovery": VSKNNModel(VSKNNConfig(remind=False)),
             "stan": STANModel(),
             "stan_discovery": STANModel(STANConfig(remind=False)),
+            "category_popular": CategoryPopularModel(SessionBlendWeights().category),
         }
         for name, model in models.items():
             timed(

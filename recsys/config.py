@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     rerank_pool: int = Field(100, ge=1)
     # Validation sessions replayed (at most) to choose the session blend's weights in stage 6.
     session_validation_sessions: int = Field(3000, ge=1)
+    # ... and of their prefixes, at most this many (a seeded sample: long sessions have many).
+    session_validation_prefixes: int = Field(3000, ge=1)
     # Hyper-parameter search of the training stages on the window's own validation days
     # (recsys.evaluation.tuning): no trial starts after this many seconds, at most this many
     # trials (the shipped config is the first); 0 switches tuning off.

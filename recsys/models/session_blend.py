@@ -1,17 +1,21 @@
-"""The in-session model the service serves: V-SKNN over the published sessions plus the blend's weights.
+"""The in-session model the service serves: V-SKNN over the published sessions, popularity in
+the session's categories, and the blend's weights.
 
-:class:`SessionBlendModel` is a :class:`~recsys.models.sknn.VSKNNModel` (discovery: the
-session's own items are not recommended) whose configuration also carries the weights of the
-served blend (:func:`recsys.service.blending.session_blend`): how long the "recently viewed,
-not yet bought" strip is and at which rank it starts, how much co-visitation neighbours add to
-the session neighbours' scores, and what share of the list the offline list of a returning
-visitor keeps. The pipeline chooses those weights on validation sessions
+:class:`SessionBlendModel` is a :class:`~recsys.models.sknn.VSKNNModel` (its scores of the
+session's own items, the "reminders", are kept apart from the others) holding a
+:class:`~recsys.models.session_category.CategoryPopularModel` (the item → category map and each
+category's popular items the service needs, published with it), whose configuration also
+carries the weights of the served blend (:func:`recsys.service.blending.session_blend`): how
+much the reminders, co-visitation neighbours and the category's popular items add to the
+session neighbours' scores, how long the "recently viewed, not yet bought" strip is and at
+which rank it starts, and what share of the list the offline list of a returning visitor
+keeps. The pipeline chooses those weights on validation sessions
 (:mod:`recsys.pipeline.session_blend`) and publishes the model like the others, so the service
 loads the sessions and the weights together, as one version.
 
 Memory: the model holds the training window's sessions of 2+ distinct items as a sparse
 matrix plus each item's ``sample_size`` latest sessions, about 20 bytes per (session, item)
-pair: bounded by the training window, not by traffic.
+pair, plus each category's ``top_items`` best items: bounded by the training window, not by traffic.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
+from recsys.models.dataset import InteractionData
+from recsys.models.session_category import CategoryPopularConfig, CategoryPopularModel
 from recsys.models.similar import top_n_per_row
-from recsys.models.sknn import SessionQueries, VSKNNConfig, VSKNNModel
+from recsys.models.sknn import SessionQueries, SessionRecommender, VSKNNConfig, VSKNNModel
+from recsys.storage.object_store import ObjectStore
 
 # The registry name the pipeline publishes the model under and the service loads.
 SESSION_BLEND_MODEL = "session_blend"
@@ -30,12 +37,21 @@ SESSION_BLEND_MODEL = "session_blend"
 class SessionBlendWeights(VSKNNConfig):
     """V-SKNN's settings plus the blend's weights (chosen on validation sessions by the pipeline)."""
 
-    remind: bool = Field(False, description="the session's items come back through the strip, not V-SKNN")
+    remind: bool = Field(True, description="V-SKNN scores the session's own items (see reminder_weight)")
+    reminder_weight: float = Field(
+        0.0, ge=0, description="V-SKNN's scores of the session's own items kept (0: discovery only)"
+    )
     strip_length: int = Field(3, ge=0, description="recently viewed items not yet bought shown (0: none)")
+    earlier_length: int = Field(0, ge=0, le=10, description="items viewed before the session shown (0: none)")
+    earlier_rank: int = Field(1, ge=1, description="1-based rank where those start (before the strip)")
     strip_rank: int = Field(8, ge=1, description="1-based rank where the strip starts")
     covisitation_weight: float = Field(
         1.0, ge=0, description="co-visitation scores added to V-SKNN's (both scaled to their best)"
     )
+    category_weight: float = Field(
+        0.0, ge=0, description="popular-in-the-session's-categories scores added (scaled to their best)"
+    )
+    category: CategoryPopularConfig = Field(default_factory=CategoryPopularConfig)
     offline_share: float = Field(
         0.5, ge=0, le=1, description="share of slots the returning visitor's offline list takes"
     )
@@ -43,22 +59,59 @@ class SessionBlendWeights(VSKNNConfig):
 
 
 # The fields of :class:`SessionBlendWeights` that are the blend's (the others are V-SKNN's).
-BLEND_WEIGHTS = frozenset({"strip_length", "strip_rank", "covisitation_weight", "offline_share"})
+BLEND_WEIGHTS = frozenset(
+    {
+        "strip_length",
+        "strip_rank",
+        "earlier_length",
+        "earlier_rank",
+        "reminder_weight",
+        "covisitation_weight",
+        "category_weight",
+        "offline_share",
+    }
+)
 
 
 class SessionBlendModel(VSKNNModel):
-    """V-SKNN fitted on the window's sessions, with the served blend's weights in its config."""
+    """V-SKNN and popularity in the session's categories, fitted on the window's sessions, with
+    the served blend's weights in the config."""
 
     kind = "session_blend"
     config_class = SessionBlendWeights
     config: SessionBlendWeights
 
+    def __init__(self, config: SessionBlendWeights | None = None) -> None:
+        super().__init__(config)
+        self.category = CategoryPopularModel(self.config.category)
+
+    def _fit(self, data: InteractionData) -> None:
+        super()._fit(data)
+        self.category.fit(data)
+
+    def _save_parts(self, store: ObjectStore, prefix: str) -> None:
+        self.category.save(store, f"{prefix}/category")
+
+    def _load_parts(self, store: ObjectStore, prefix: str) -> None:
+        self.category = CategoryPopularModel.load(store, f"{prefix}/category")
+
     def neighbours_of(
         self, items_newest_first: npt.ArrayLike, timestamp: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Session-neighbour items of one running session (newest event first), best first, with
-        their scores: :meth:`recommend_sessions` for one prefix without building a frame."""
-        scores = self.score_matrix(SessionQueries.single(items_newest_first, timestamp))
-        _, cols, values = top_n_per_row(scores, self.config.n_candidates)
-        assert self.items is not None
-        return self.items.inverse(cols).astype(np.int64), values.astype(np.float64)
+        """V-SKNN's items for one running session (newest event first), best first, with their
+        scores (the session's own items included when ``remind``)."""
+        return self._top(self, SessionQueries.single(items_newest_first, timestamp))
+
+    def category_items_of(
+        self, items_newest_first: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The items most popular in the categories of the session's latest items, best first."""
+        return self._top(self.category, SessionQueries.single(items_newest_first, 0))
+
+    def _top(
+        self, model: SessionRecommender, query: SessionQueries
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The ``n_candidates`` best items of one query: :meth:`recommend_sessions` without a frame."""
+        _, cols, values = top_n_per_row(model.score_matrix(query), self.config.n_candidates)
+        assert model.items is not None
+        return model.items.inverse(cols).astype(np.int64), values.astype(np.float64)

@@ -130,18 +130,23 @@ def to_ms(values: pd.Series) -> npt.NDArray[np.int64]:
     return values.to_numpy().astype("datetime64[ms]").astype(np.int64)
 
 
-class SessionKNNConfig(ModelConfig):
+class SessionConfig(ModelConfig):
+    """Settings shared by the models that score running sessions."""
+
+    remind: bool = Field(True, description="whether the prefix's own items may be recommended")
+    batch_size: int = Field(512, ge=1, description="prefixes scored together (bounds memory)")
+    filter_bought: bool = True
+    available_only: bool = True
+
+
+class SessionKNNConfig(SessionConfig):
     """Settings shared by the session-kNN models."""
 
     k: int = Field(100, ge=1, description="neighbour sessions whose items are scored")
     sample_size: int = Field(1000, ge=1, description="most recent candidate sessions compared")
-    remind: bool = Field(True, description="whether the prefix's own items may be recommended")
     min_session_items: int = Field(
         2, ge=1, description="past sessions with fewer distinct items are not kept"
     )
-    batch_size: int = Field(512, ge=1, description="prefixes scored together (bounds memory)")
-    filter_bought: bool = True
-    available_only: bool = True
 
 
 class VSKNNConfig(SessionKNNConfig):
@@ -173,7 +178,86 @@ class _Prefixes:
     timestamps: npt.NDArray[np.int64]
 
 
-class SessionKNN(Recommender):
+class SessionRecommender(Recommender):
+    """A model that scores running sessions (:meth:`score_matrix`), with what every such model
+    does with the scores: top-``k`` lists of given prefixes (:meth:`recommend_sessions`) and, for
+    the :class:`Recommender` contract, of each user's latest session in ``data``."""
+
+    config: SessionConfig
+
+    @abstractmethod
+    def score_matrix(self, queries: SessionQueries) -> sp.csr_matrix:
+        """Scores of every item (model codes) for a batch of prefixes: queries × items, sparse."""
+
+    def recommend_sessions(self, queries: SessionQueries, k: int) -> pd.DataFrame:
+        """Top-``k`` items for every prefix: ``session_id`` (the query key), ``item_id``, ``score``, ``rank``.
+
+        Prefixes without a known item get no rows (callers fall back). Unavailable items (as of
+        the training window) are never recommended.
+        """
+        if not self.is_fitted:
+            raise ModelError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        parts = []
+        size = self.config.batch_size
+        for start in range(0, len(queries), size):
+            scores = self.score_matrix(_slice(queries, start, start + size))
+            rows, cols, values = top_n_per_row(scores, k)
+            parts.append((queries.keys[start + rows], cols, values))
+        keys = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, dtype=np.int64)
+        assert self.items is not None
+        frame = pd.DataFrame(
+            {
+                "session_id": keys,
+                "item_id": self.items.inverse(np.concatenate([p[1] for p in parts]) if parts else keys),
+                "score": (np.concatenate([p[2] for p in parts]) if parts else np.empty(0)).astype(np.float32),
+            }
+        )
+        return with_ranks(frame, "session_id")
+
+    # -- the Recommender contract ------------------------------------------------------------
+    def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
+        history = data.interactions[data.interactions["user_id"].isin(user_ids)]
+        latest = history["session_index"] == history.groupby("user_id")["session_index"].transform("max")
+        queries = SessionQueries.from_frame(history[latest], key="user_id")
+        assert self.items is not None
+        parts = []
+        size = self.config.batch_size
+        for start in range(0, len(queries), size):
+            batch = _slice(queries, start, start + size)
+            scores = self.score_matrix(batch)
+            users = data.users.transform(batch.keys, unknown="mask")
+            excluded = self._to_model_items(data, data.purchases()[np.maximum(users, 0)])
+            excluded = excluded.multiply((users >= 0)[:, None]) if self.config.filter_bought else None
+            if excluded is not None:
+                scores = sp.csr_matrix(scores - scores.multiply(excluded > 0))
+            unavailable = data.is_unavailable(self.items.ids)
+            if self.config.available_only and unavailable.any():
+                scores = sp.csr_matrix(scores - scores.multiply(unavailable[None, :].astype(np.float64)))
+            scores.eliminate_zeros()
+            rows, cols, values = top_n_per_row(scores, k)
+            parts.append(
+                pd.DataFrame(
+                    {"user_id": batch.keys[rows], "item_id": self.items.inverse(cols), "score": values}
+                )
+            )
+        frame = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=["user_id", "item_id", "score"])
+        )
+        frame["score"] = frame["score"].astype(np.float32)
+        return with_ranks(frame, "user_id")
+
+
+def without_prefix_items(
+    scores: sp.csr_matrix, rows: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+) -> sp.csr_matrix:
+    """``scores`` without the (query, item) pairs of the prefixes (``remind=False``)."""
+    seen = sp.csr_matrix((np.ones(rows.size), (rows, items)), shape=scores.shape)
+    return sp.csr_matrix(scores - scores.multiply(seen > 0))
+
+
+class SessionKNN(SessionRecommender):
     """What V-SKNN and STAN share: the session index, candidate sampling, scoring in batches.
 
     ``recommend`` (the :class:`Recommender` contract) takes each user's latest session in
@@ -243,33 +327,7 @@ class SessionKNN(Recommender):
         )
 
     # -- scoring -----------------------------------------------------------------------------
-    def recommend_sessions(self, queries: SessionQueries, k: int) -> pd.DataFrame:
-        """Top-``k`` items for every prefix: ``session_id`` (the query key), ``item_id``, ``score``, ``rank``.
-
-        Prefixes without a known item get no rows (callers fall back). Unavailable items (as of
-        the training window) are never recommended.
-        """
-        if not self.is_fitted:
-            raise ModelError(f"{type(self).__name__} is not fitted: call fit() or load() first")
-        parts = []
-        size = self.config.batch_size
-        for start in range(0, len(queries), size):
-            scores = self.score_matrix(_slice(queries, start, start + size))
-            rows, cols, values = top_n_per_row(scores, k)
-            parts.append((queries.keys[start + rows], cols, values))
-        keys = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, dtype=np.int64)
-        assert self.items is not None
-        frame = pd.DataFrame(
-            {
-                "session_id": keys,
-                "item_id": self.items.inverse(np.concatenate([p[1] for p in parts]) if parts else keys),
-                "score": (np.concatenate([p[2] for p in parts]) if parts else np.empty(0)).astype(np.float32),
-            }
-        )
-        return with_ranks(frame, "session_id")
-
     def score_matrix(self, queries: SessionQueries) -> sp.csr_matrix:
-        """Scores of every item (model codes) for a batch of prefixes: queries × items, sparse."""
         prefixes = self._encode(queries)
         n_items = self.sessions.shape[1]
         if prefixes.row.size == 0 or self.sessions.shape[0] == 0:
@@ -293,10 +351,7 @@ class SessionKNN(Recommender):
         scores = sp.csr_matrix((votes, (row[pair], item)), shape=(prefixes.n, n_items))
         mask = self.blocked.astype(np.float64)
         if not self.config.remind:
-            seen = sp.csr_matrix(
-                (np.ones(prefixes.row.size), (prefixes.row, prefixes.item)), shape=scores.shape
-            )
-            scores = scores - scores.multiply(seen)
+            scores = without_prefix_items(scores, prefixes.row, prefixes.item)
         if mask.any():
             scores = scores - scores.multiply(mask[None, :])
         scores = sp.csr_matrix(scores)
@@ -388,40 +443,6 @@ class SessionKNN(Recommender):
         position: npt.NDArray[np.float32],
     ) -> npt.NDArray[np.float64]:
         """The vote of each (pair, neighbour item); ``position`` is the item's last in the neighbour."""
-
-    # -- the Recommender contract ------------------------------------------------------------
-    def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
-        history = data.interactions[data.interactions["user_id"].isin(user_ids)]
-        latest = history["session_index"] == history.groupby("user_id")["session_index"].transform("max")
-        queries = SessionQueries.from_frame(history[latest], key="user_id")
-        assert self.items is not None
-        parts = []
-        size = self.config.batch_size
-        for start in range(0, len(queries), size):
-            batch = _slice(queries, start, start + size)
-            scores = self.score_matrix(batch)
-            users = data.users.transform(batch.keys, unknown="mask")
-            excluded = self._to_model_items(data, data.purchases()[np.maximum(users, 0)])
-            excluded = excluded.multiply((users >= 0)[:, None]) if self.config.filter_bought else None
-            if excluded is not None:
-                scores = sp.csr_matrix(scores - scores.multiply(excluded > 0))
-            unavailable = data.is_unavailable(self.items.ids)
-            if self.config.available_only and unavailable.any():
-                scores = sp.csr_matrix(scores - scores.multiply(unavailable[None, :].astype(np.float64)))
-            scores.eliminate_zeros()
-            rows, cols, values = top_n_per_row(scores, k)
-            parts.append(
-                pd.DataFrame(
-                    {"user_id": batch.keys[rows], "item_id": self.items.inverse(cols), "score": values}
-                )
-            )
-        frame = (
-            pd.concat(parts, ignore_index=True)
-            if parts
-            else pd.DataFrame(columns=["user_id", "item_id", "score"])
-        )
-        frame["score"] = frame["score"].astype(np.float32)
-        return with_ranks(frame, "user_id")
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         return {

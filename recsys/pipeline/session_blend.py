@@ -1,23 +1,28 @@
 """The session blend's weights, chosen on validation sessions of the loaded data.
 
-The training window's last ``validation_days`` are held out; V-SKNN and co-visitation are
-fitted on the days before, and the validation sessions are replayed prefix by prefix
-(:func:`recsys.evaluation.sessions.session_replay`). Every prefix's candidates are computed
-once with the service's own functions (:func:`recsys.service.blending.session_candidates`),
-and each weighting is scored by running the service's :func:`~recsys.service.blending.session_blend`
-on them, so what is tuned is what is served. The search is coordinate-wise:
+The training window's last ``validation_days`` are held out; V-SKNN, popularity in the
+session's categories and co-visitation are fitted on the days before, and the validation
+sessions are replayed prefix by prefix (:func:`recsys.evaluation.sessions.session_replay`).
+Every prefix's candidates are computed once with the service's own functions
+(:func:`recsys.service.blending.session_candidates`), and each weighting is scored by running
+the service's :func:`~recsys.service.blending.session_blend` on them, so what is tuned is what
+is served. The single methods are scored on the same prefixes, from the same candidates:
+recently seen (the strip), V-SKNN with and without reminders, co-visitation, popular in the
+session's categories, popularity. The search is coordinate-wise:
 
-1. ``covisitation_weight``: best discovery MRR@20 (no strip, no offline list);
-2. ``offline_share``: best discovery MRR@20 (the offline list of a returning visitor is the
-   neighbours of their training history, what the service serves users without a published list);
-3. ``strip_length`` and ``strip_rank``: best discovery MRR@20 among those whose cart HR@10 is at
-   least that of the "recently seen" list (the session's items, latest first: the strongest
-   single method on cart); if none is, the best cart HR@10.
+1. ``category_weight``, then ``covisitation_weight``, then ``offline_share`` (the offline list of
+   a returning visitor is the neighbours of their training history, what the service serves
+   users without a published list), then ``earlier_length`` and ``earlier_rank`` together:
+   best discovery MRR@20 (no strip, no reminders);
+2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together, plus the weights that
+   reproduce V-SKNN with reminders: best discovery MRR@20 among those whose cart HR@10 is at
+   least the best single method's; if none is, the best cart HR@10.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
@@ -25,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.evaluation.sessions import SessionReplay, recently_seen, session_metrics, session_replay
+from recsys.evaluation.sessions import SessionReplay, session_metrics, session_replay
 from recsys.models.dataset import PURCHASE_EVENTS, InteractionData
 from recsys.models.i2i import ItemToItemConfig, user_histories
 from recsys.models.popular import PopularModel
@@ -33,7 +38,10 @@ from recsys.models.session_blend import BLEND_WEIGHTS, SessionBlendModel, Sessio
 from recsys.models.similar import covisitation_similar_items
 from recsys.service.blending import (
     HISTORY_I2I,
+    Recommendation,
     SessionCandidates,
+    as_recommendations,
+    discovery_list,
     history_activity,
     online_i2i,
     session_blend,
@@ -45,10 +53,13 @@ from recsys.service.store import Candidates, GroupedLists, compact_ids
 logger = logging.getLogger(__name__)
 
 K = 20
+CATEGORY_WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
 COVISITATION_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 OFFLINE_SHARES = (0.0, 0.1, 0.25, 0.5)
-STRIP_LENGTHS = (0, 1, 2, 3, 5)
-STRIP_RANKS = (1, 2, 4, 6, 8)
+REMINDER_WEIGHTS = (0.0, 0.3, 1.0)
+EARLIER_LENGTHS = (0, 1, 2, 3, 5)
+STRIP_LENGTHS = (0, 1, 2, 3, 5, 10)
+STRIP_RANKS = (1, 2, 4, 8)
 GOAL = "discovery_mrr@20"
 CART = "cart_hr@10"
 
@@ -68,6 +79,7 @@ def tune_session_blend(
     validation_days: float,
     n_similar: int,
     max_sessions: int,
+    max_prefixes: int,
     base: SessionBlendWeights | None = None,
     seed: int = 0,
 ) -> tuple[SessionBlendWeights, dict[str, float]]:
@@ -83,6 +95,8 @@ def tune_session_blend(
         Co-visitation neighbours per item (as published).
     max_sessions : int
         Validation sessions replayed at most (a seeded sample: bounds the stage's time).
+    max_prefixes : int
+        Prefixes of those scored at most (a seeded sample, likewise).
     base : SessionBlendWeights, optional
         V-SKNN's settings (kept) and the starting weights.
 
@@ -100,26 +114,56 @@ def tune_session_blend(
     train = InteractionData.build(before, data.items.reset_index(), now=start)
     validation = interactions[interactions["datetime"] >= start]
     sessions = validation[["user_id", "session_index"]].drop_duplicates()
+    replayed = validation
     if len(sessions) > max_sessions:
         sessions = sessions.sample(max_sessions, random_state=seed)
-        validation = validation.merge(sessions, on=["user_id", "session_index"])
-    replay = session_replay(validation)
-    prefixes = _prefixes(replay, train, base, n_similar)
+        replayed = validation.merge(sessions, on=["user_id", "session_index"])
+    replay = session_replay(replayed)
+    if len(replay.prefixes) > max_prefixes:
+        replay = replay.subset(replay.prefixes["prefix_id"].sample(max_prefixes, random_state=seed))
+    prefixes = _prefixes(replay, train, base, n_similar, validation)
     logger.info("session blend: %d validation prefixes", len(prefixes))
 
     def score(weights: SessionBlendWeights) -> dict[str, float]:
         return session_metrics(blend_lists(prefixes, weights), replay)
 
-    best = base.model_copy(update={"strip_length": 0, "offline_share": 0.0})
-    best = _best(best, "covisitation_weight", COVISITATION_WEIGHTS, score)
-    best = _best(best, "offline_share", OFFLINE_SHARES, score)
-    reference = session_metrics(recently_seen(replay.prefix_events(), K), replay)[CART]
-    trials = []
-    for length, rank in product(STRIP_LENGTHS, STRIP_RANKS):
-        if length == 0 and rank > 1:
-            continue
-        weights = best.model_copy(update={"strip_length": length, "strip_rank": rank})
-        trials.append((weights, score(weights)))
+    singles = {name: session_metrics(lists, replay) for name, lists in single_lists(prefixes).items()}
+    reference = max(metrics[CART] for metrics in singles.values())
+    best = base.model_copy(
+        update={"strip_length": 0, "offline_share": 0.0, "reminder_weight": 0.0, "covisitation_weight": 0.0}
+    )
+    for field, values in (
+        ("category_weight", CATEGORY_WEIGHTS),
+        ("covisitation_weight", COVISITATION_WEIGHTS),
+        ("offline_share", OFFLINE_SHARES),
+    ):
+        best = _best(best, field, values, score)
+    earlier = [
+        best.model_copy(update={"earlier_length": length, "earlier_rank": rank})
+        for length, rank in product(EARLIER_LENGTHS, STRIP_RANKS)
+        if length > 0 or rank == 1
+    ]
+    best = max(earlier, key=lambda weights: score(weights)[GOAL])
+    candidates = [
+        best.model_copy(update={"reminder_weight": reminder, "strip_length": length, "strip_rank": rank})
+        for reminder, length, rank in product(REMINDER_WEIGHTS, STRIP_LENGTHS, STRIP_RANKS)
+        if length > 0 or rank == 1
+    ]
+    # V-SKNN with reminders, as a blend: the best single cart method on some shops.
+    candidates.append(
+        best.model_copy(
+            update={
+                "reminder_weight": 1.0,
+                "covisitation_weight": 0.0,
+                "category_weight": 0.0,
+                "offline_share": 0.0,
+                "earlier_length": 0,
+                "strip_length": 0,
+                "strip_rank": 1,
+            }
+        )
+    )
+    trials = [(weights, score(weights)) for weights in candidates]
     meeting = [t for t in trials if t[1][CART] >= reference]
     chosen, metrics = (
         max(meeting, key=lambda t: (t[1][GOAL], t[1][CART]))
@@ -127,9 +171,31 @@ def tune_session_blend(
         else max(trials, key=lambda t: (t[1][CART], t[1][GOAL]))
     )
     result = {f"validation_{name}": value for name, value in metrics.items()}
-    result["validation_recently_seen_cart_hr@10"] = reference
+    for name, single in singles.items():
+        result[f"validation_{name}_{GOAL}"] = single[GOAL]
+        result[f"validation_{name}_{CART}"] = single[CART]
     logger.info("session blend weights: %s", chosen.model_dump(include=set(BLEND_WEIGHTS)))
     return chosen, result
+
+
+def single_lists(prefixes: list[_Prefix]) -> dict[str, pd.DataFrame]:
+    """Each single method's list of every prefix (``prefix_id, item_id, rank``), from the
+    prefix's candidates: the same items the blend mixes."""
+    vsknn = SessionBlendWeights(
+        reminder_weight=1.0, covisitation_weight=0.0, category_weight=0.0, strip_length=0
+    )
+    methods: dict[str, Callable[[_Prefix], Candidates]] = {
+        "recently_seen": lambda p: p.candidates.strip,
+        "vsknn": lambda p: discovery_list(p.candidates, vsknn),
+        "vsknn_discovery": lambda p: p.candidates.neighbours,
+        "covisitation_i2i": lambda p: p.candidates.covisitation,
+        "category_popular": lambda p: p.candidates.category,
+        "popular": lambda p: p.default,
+    }
+    return {
+        name: _frame(prefixes, lambda p, method=method: as_recommendations(method(p), K))  # type: ignore[misc]
+        for name, method in methods.items()
+    }
 
 
 def _best(
@@ -143,11 +209,16 @@ def _best(
 
 def blend_lists(prefixes: list[_Prefix], weights: SessionBlendWeights) -> pd.DataFrame:
     """The service's session blend for every prefix: ``prefix_id, item_id, rank``."""
+    return _frame(prefixes, lambda p: session_blend(p.candidates, p.offline, [p.default], K, weights))
+
+
+def _frame(prefixes: list[_Prefix], answer_of: Callable[[_Prefix], list[Recommendation]]) -> pd.DataFrame:
+    """Every prefix's answer as rows ``prefix_id, item_id, rank``."""
     ids: list[int] = []
     items: list[int] = []
     ranks: list[int] = []
     for prefix in prefixes:
-        answer = session_blend(prefix.candidates, prefix.offline, [prefix.default], K, weights)
+        answer = answer_of(prefix)
         ids.extend([prefix.prefix_id] * len(answer))
         items.extend(r["item_id"] for r in answer)
         ranks.extend(range(1, len(answer) + 1))
@@ -155,9 +226,14 @@ def blend_lists(prefixes: list[_Prefix], weights: SessionBlendWeights) -> pd.Dat
 
 
 def _prefixes(
-    replay: SessionReplay, train: InteractionData, base: SessionBlendWeights, n_similar: int
+    replay: SessionReplay,
+    train: InteractionData,
+    base: SessionBlendWeights,
+    n_similar: int,
+    validation: pd.DataFrame,
 ) -> list[_Prefix]:
-    """Each prefix's candidates, as the service computes them for a visitor with those events."""
+    """Each prefix's candidates, as the service computes them for a visitor with those events
+    (and, as the service holds them, the visitor's ``validation`` events before the session)."""
     model = SessionBlendModel(base).fit(train)
     config = ItemToItemConfig()
     similar = GroupedLists.from_frame(
@@ -175,10 +251,17 @@ def _prefixes(
     unavailable = compact_ids(np.sort(train.item_codes.ids[train.is_unavailable(train.item_codes.ids)]))
     events = replay.prefix_events()
     events = events.assign(ms=events["datetime"].to_numpy().astype("datetime64[ms]").astype(np.int64))
+    ordered = validation.sort_values("datetime", ascending=False, kind="stable")
+    online = {
+        int(user): (rows["datetime"].to_numpy(), rows["item_id"].to_numpy(dtype=np.int64))
+        for user, rows in ordered.groupby("user_id", sort=False)
+    }
     result = []
     for (prefix_id, user_id), rows in events.groupby(["prefix_id", "user_id"], sort=True):
         newest = rows.iloc[::-1]
         past = history_activity(histories.get(int(user_id), "history"), config.n_recent)
+        times, items = online[int(user_id)]
+        earlier = np.concatenate([items[times < rows["datetime"].iloc[0]], past.recent])
         purchases = newest.loc[newest["event"].isin(PURCHASE_EVENTS), "item_id"].to_numpy(dtype=np.int64)
         bought = np.union1d(purchases, past.bought)
         session = UserActivity(
@@ -188,7 +271,7 @@ def _prefixes(
         result.append(
             _Prefix(
                 int(prefix_id),
-                session_candidates(session, model, similar, config, known, unavailable),
+                session_candidates(session, model, similar, config, known, unavailable, earlier),
                 offline.without(unavailable),
                 popular.without(bought).without(unavailable),
             )

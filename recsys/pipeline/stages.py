@@ -400,6 +400,7 @@ def publish_session_blend(ctx: RunContext) -> dict[str, Any]:
             ctx.settings.validation_days,
             ctx.depth(SIMILAR_ITEMS),
             ctx.settings.session_validation_sessions,
+            ctx.settings.session_validation_prefixes,
         )
     except ValueError as error:
         logger.warning("session blend: default weights (%s)", error)

@@ -20,9 +20,10 @@ insert, milliseconds) would be missed until the next restart. Right after the st
 (which has no older poll) the watermark is the highest id read minus ``startup_overlap``
 ids, so the first polls re-read the latest events instead of the whole table.
 
-Memory: a user with online events costs a few hundred bytes (three small arrays), and only the
-``online_events_limit`` latest events of each user are kept: a bot's burst of thousands of
-events replaces its older ones instead of growing its memory. Events arriving out of time
+Memory: a user with online events costs a few hundred bytes (a few small arrays), and only the
+``online_events_limit`` latest events and ``online_purchases_limit`` latest distinct items
+bought of each user are kept: a bot's burst of thousands of events or purchases replaces its
+older ones instead of growing its memory. Events arriving out of time
 order are placed by their timestamp (newest first), so the running session
 (:meth:`~recsys.service.events.UserActivity.session`) is cut at the right gap.
 """
@@ -42,26 +43,38 @@ NO_ACTIVITY = UserActivity.none()
 
 
 class OnlineActivityCache:
-    """The latest events (up to ``limit``) and every online purchase of each user, in memory.
+    """The latest events (up to ``limit``) and items bought (up to ``purchase_limit``) of each
+    user, in memory.
 
     Parameters
     ----------
     limit : int
         Latest events kept per user.
+    purchase_limit : int
+        Latest distinct items bought kept per user.
     settle_seconds : float
         How long an event id may take to become visible after a higher one (see the module).
     startup_overlap : int
         Ids below the highest one read at start-up that the next polls read again.
     """
 
-    def __init__(self, limit: int, settle_seconds: float = 5.0, startup_overlap: int = 10_000) -> None:
+    def __init__(
+        self,
+        limit: int,
+        purchase_limit: int = 100,
+        settle_seconds: float = 5.0,
+        startup_overlap: int = 10_000,
+    ) -> None:
         self.limit = limit
+        self.purchase_limit = purchase_limit
         self.settle_seconds = settle_seconds
         self.startup_overlap = startup_overlap
         self.loaded = False
         self._activity: dict[int, UserActivity] = {}
         # Per user: (timestamp, event_id, item_id) rows of the latest events, newest first.
         self._latest: dict[int, npt.NDArray[np.int64]] = {}
+        # Per user who bought online: (timestamp, event_id, item_id) of the latest distinct items bought.
+        self._purchases: dict[int, npt.NDArray[np.int64]] = {}
         # Events with ids above the watermark are re-read by every poll: these are applied already.
         self._watermark = 0
         self._applied_above_watermark: set[int] = set()
@@ -137,12 +150,19 @@ class OnlineActivityCache:
         previous = self._latest.get(user_id)
         if previous is not None:
             latest = np.concatenate([previous, latest])
-        # Newest first: by timestamp (a client may send an older one), then the later recorded.
-        latest = latest[np.lexsort((-latest[:, 1], -latest[:, 0]))][: self.limit]
+        latest = _newest_first(latest)[: self.limit]
         bought = self.get(user_id).bought
-        purchases = events[events[:, PURCHASE] == 1, ITEM]
+        purchases = events[events[:, PURCHASE] == 1][:, [TIMESTAMP, EVENT_ID, ITEM]]
         if purchases.size:
-            bought = np.union1d(bought, purchases)
+            previous = self._purchases.get(user_id)
+            if previous is not None:
+                purchases = np.concatenate([previous, purchases])
+            purchases = _newest_first(purchases)
+            # An item bought again counts once, at its latest purchase.
+            _, first = np.unique(purchases[:, 2], return_index=True)
+            purchases = purchases[np.sort(first)][: self.purchase_limit]
+            self._purchases[user_id] = purchases
+            bought = np.sort(purchases[:, 2])
         self._latest[user_id] = latest
         # A new object, assigned in one step: a request on another thread sees the old or the new.
         self._activity[user_id] = UserActivity(
@@ -153,3 +173,9 @@ class OnlineActivityCache:
         self._polls.append((now, self._highest_seen))
         while self._polls and now - self._polls[0][0] >= self.settle_seconds:
             self._watermark = max(self._watermark, self._polls.popleft()[1])
+
+
+def _newest_first(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``(timestamp, event_id, ...)`` rows newest first: by timestamp (a client may send an older
+    one), then the later recorded."""
+    return rows[np.lexsort((-rows[:, 1], -rows[:, 0]))]

@@ -21,13 +21,19 @@ first gap of ``session_gap_minutes``) drives the list (:func:`session_blend`):
 
 1. *discovery*: the session's neighbours by V-SKNN over the published sessions
    (:class:`~recsys.models.session_blend.SessionBlendModel`), their scores scaled to the best
-   one, plus ``covisitation_weight`` × the online i2i scores of the session's items scaled
-   likewise; the session's items and what the visitor bought are left out;
+   one (V-SKNN's scores of the session's own items, the reminders, count ``reminder_weight``
+   times), plus ``covisitation_weight`` × the online i2i scores of the session's items and
+   ``category_weight`` × the scores of the items popular in the session's categories, each
+   scaled likewise; what the visitor bought is left out, and the session's own items unless
+   they are reminders;
 2. the offline list of a returning visitor takes ``offline_share`` of the slots by the
    weighted interleaving above (discovery asked first);
-3. a *strip* of the session's latest ``strip_length`` distinct items not bought (source
+3. the visitor's ``earlier_length`` latest items viewed before the running session (earlier
+   online sessions, then the published history; source ``viewed_before``: visitors come back
+   to items they looked at) are placed from rank ``earlier_rank`` of that list;
+4. a *strip* of the session's latest ``strip_length`` distinct items not bought (source
    ``recently_viewed``: what visitors come back to buy) is placed from rank ``strip_rank``;
-4. the popular items fill what is left.
+5. the popular items fill what is left.
 
 The weights are the published model's, chosen on validation sessions by the pipeline
 (:mod:`recsys.pipeline.session_blend`, which scores these very functions).
@@ -36,11 +42,12 @@ The weights are the published model's, chosen on validation sessions by the pipe
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice, repeat
 from typing import TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from recsys.models.i2i import BOUGHT, ItemToItemConfig, latest_distinct, score_one_user
 from recsys.models.session_blend import SessionBlendModel, SessionBlendWeights
@@ -48,11 +55,16 @@ from recsys.service.events import UserActivity
 from recsys.service.store import Candidates, GroupedLists, Ids, in_sorted
 
 ONLINE_I2I = "online_i2i"
+# Items viewed before the running session kept as candidates (the longest strip the tuner tries).
+MAX_EARLIER = 10
 # Neighbours of the published history of a user who has no published list.
 HISTORY_I2I = "history_i2i"
-# The session blend's sources: the session's neighbours, and the session's own items shown back.
+# The session blend's sources: the session's neighbours, the items popular in its categories, and
+# the session's own items shown back.
 SESSION_KNN = "session_knn"
+SESSION_CATEGORY = "session_category"
 RECENTLY_VIEWED = "recently_viewed"
+VIEWED_BEFORE = "viewed_before"
 
 
 # An item of a list being blended: item id, score, label.
@@ -198,20 +210,38 @@ class SessionCandidates:
     strip : Candidates
         The session's distinct items, newest first, without bought or unavailable ones.
     neighbours : Candidates
-        V-SKNN's items for the session, best first (none without a published model).
+        V-SKNN's items for the session, best first, the session's own items left out (none
+        without a published model).
+    reminders : Candidates
+        V-SKNN's scores of the session's own items (those of ``strip``), best first.
     covisitation : Candidates
         Online i2i neighbours of the session's items, best first.
+    category : Candidates
+        The items most popular in the session's categories, best first.
+    earlier : Candidates
+        The visitor's distinct items viewed before the session, newest first, without the
+        session's, bought or unavailable ones.
     """
 
     strip: Candidates
     neighbours: Candidates
+    reminders: Candidates
     covisitation: Candidates
+    category: Candidates
+    earlier: Candidates
+    # Discovery lists already fused, by weights (see discovery_list).
+    fused: dict[tuple[float, ...], Candidates] = field(default_factory=dict, compare=False)
 
     @classmethod
     def empty(cls) -> SessionCandidates:
         """No online events."""
         return cls(
-            Candidates.empty(RECENTLY_VIEWED), Candidates.empty(SESSION_KNN), Candidates.empty(ONLINE_I2I)
+            Candidates.empty(RECENTLY_VIEWED),
+            Candidates.empty(SESSION_KNN),
+            Candidates.empty(SESSION_KNN),
+            Candidates.empty(ONLINE_I2I),
+            Candidates.empty(SESSION_CATEGORY),
+            Candidates.empty(VIEWED_BEFORE),
         )
 
 
@@ -222,9 +252,11 @@ def session_candidates(
     config: ItemToItemConfig,
     known: Ids,
     unavailable: Ids,
+    earlier: npt.NDArray[np.int64] | None = None,
 ) -> SessionCandidates:
     """The candidates of a running session (``session``: its events newest first, and everything
-    the visitor bought; ``known`` and ``unavailable``: sorted item ids of the catalogue).
+    the visitor bought; ``known`` and ``unavailable``: sorted item ids of the catalogue;
+    ``earlier``: the visitor's items before the session, newest first).
 
     Items nobody has seen in training find no neighbours (they still give context to the rest);
     items the catalogue does not know (a client's mistake, a bot) are never shown back.
@@ -239,37 +271,93 @@ def session_candidates(
     )
     strip = distinct[shown]
     strip_scores = np.arange(strip.size, 0, -1, dtype=np.float32)
+    before = np.empty(0, dtype=np.int64) if earlier is None else latest_distinct(earlier, earlier.size)
+    before = before[
+        in_sorted(before, known) & ~in_sorted(before, excluded) & ~in_sorted(before, unavailable)
+    ][:MAX_EARLIER]
     neighbours = Candidates.empty(SESSION_KNN)
+    reminders = Candidates.empty(RECENTLY_VIEWED)
+    category = Candidates.empty(SESSION_CATEGORY)
     if model is not None:
         timestamp = int(session.timestamps[0]) if session.timestamps.size else 0
         items, scores = model.neighbours_of(session.recent, timestamp)
-        neighbours = Candidates(SESSION_KNN, items, scores.astype(np.float32)).without(excluded)
-        neighbours = neighbours.without(unavailable)
+        scored = Candidates(SESSION_KNN, items, scores.astype(np.float32)).without(unavailable)
+        neighbours = scored.without(excluded)
+        own = in_sorted(items, np.sort(strip))
+        # Labelled V-SKNN's (it placed them), unlike the strip's recently viewed items.
+        reminders = Candidates(SESSION_KNN, items[own], scores[own].astype(np.float32))
+        items, scores = model.category_items_of(session.recent)
+        category = Candidates(SESSION_CATEGORY, items, scores.astype(np.float32)).without(excluded)
+        category = category.without(unavailable)
     covisitation = online_i2i(session, similar, config).without(excluded)
-    return SessionCandidates(Candidates(RECENTLY_VIEWED, strip, strip_scores), neighbours, covisitation)
-
-
-def discovery_list(candidates: SessionCandidates, covisitation_weight: float) -> Candidates:
-    """V-SKNN's items fused with co-visitation's: each list's scores over its best, summed with
-    ``covisitation_weight`` on co-visitation; best first, ties by item id. An item keeps the
-    source ``session_knn`` when V-SKNN found it."""
-    parts = [(candidates.neighbours, 1.0), (candidates.covisitation, covisitation_weight)]
-    parts = [(c, w) for c, w in parts if len(c) and w > 0]
-    if not parts:
-        return Candidates.empty(SESSION_KNN)
-    if len(parts) == 1 and parts[0][0] is candidates.neighbours:
-        return candidates.neighbours
-    items = np.concatenate([c.items.astype(np.int64) for c, _ in parts])
-    scaled = np.concatenate(
-        [c.scores.astype(np.float64) * (w / max(float(c.scores.max()), 1e-12)) for c, w in parts]
+    return SessionCandidates(
+        Candidates(RECENTLY_VIEWED, strip, strip_scores),
+        neighbours,
+        reminders,
+        covisitation,
+        category,
+        Candidates(VIEWED_BEFORE, before, np.arange(before.size, 0, -1, dtype=np.float32)),
     )
-    distinct, slot = np.unique(items, return_inverse=True)
-    summed = np.bincount(slot, weights=scaled, minlength=distinct.size)
-    order = np.lexsort((distinct, -summed))
-    distinct, summed = distinct[order], summed[order]
-    from_knn = in_sorted(distinct, np.sort(candidates.neighbours.items.astype(np.int64)))
-    labels = tuple(np.where(from_knn, SESSION_KNN, ONLINE_I2I).tolist())
-    return Candidates(SESSION_KNN, distinct, summed.astype(np.float32), labels)
+
+
+def _shown_apart(candidates: SessionCandidates, weights: SessionBlendWeights) -> Ids:
+    """The items the strip and the earlier items place themselves (sorted): left out of the rest."""
+    return np.union1d(
+        candidates.strip.items[: weights.strip_length], candidates.earlier.items[: weights.earlier_length]
+    )
+
+
+def discovery_list(candidates: SessionCandidates, weights: SessionBlendWeights) -> Candidates:
+    """The session's scored lists fused: V-SKNN's (its reminders × ``reminder_weight``) over
+    its best score, plus co-visitation's and the category's, each over its best, times its
+    weight; best first, ties by item id, without the items the strip and the earlier items
+    show. Each item keeps the label of the list that scored it most. Memoised on
+    ``candidates`` per weights: a visitor's repeated requests fuse once."""
+    key = (
+        weights.reminder_weight,
+        weights.covisitation_weight,
+        weights.category_weight,
+        float(weights.strip_length),
+        float(weights.earlier_length),
+    )
+    found = candidates.fused.get(key)
+    if found is not None:
+        return found
+    knn_best = max(
+        float(candidates.neighbours.scores.max(initial=0)), float(candidates.reminders.scores.max(initial=0))
+    )
+    lists = [
+        (candidates.neighbours, 1.0, knn_best),
+        (candidates.reminders, weights.reminder_weight, knn_best),
+        (
+            candidates.covisitation,
+            weights.covisitation_weight,
+            float(candidates.covisitation.scores.max(initial=0)),
+        ),
+        (candidates.category, weights.category_weight, float(candidates.category.scores.max(initial=0))),
+    ]
+    parts = [(c, w / max(best, 1e-12)) for c, w, best in lists if len(c) and w > 0]
+    if not parts:
+        fused = Candidates.empty(SESSION_KNN)
+    else:
+        items = np.concatenate([c.items.astype(np.int64) for c, _ in parts])
+        scaled = np.concatenate([c.scores.astype(np.float64) * w for c, w in parts])
+        labels = np.concatenate([np.full(len(c), c.source, dtype=object) for c, _ in parts])
+        distinct, slot = np.unique(items, return_inverse=True)
+        summed = np.bincount(slot, weights=scaled, minlength=distinct.size)
+        # The label of each item's largest part: sort by (item, -part score), keep the first.
+        strongest = np.lexsort((-scaled, slot))
+        first = strongest[np.r_[True, slot[strongest][1:] != slot[strongest][:-1]]]
+        order = np.lexsort((distinct, -summed))
+        fused = Candidates(
+            SESSION_KNN,
+            distinct[order],
+            summed[order].astype(np.float32),
+            tuple(labels[first][order].tolist()),
+        )
+    fused = fused.without(_shown_apart(candidates, weights))
+    candidates.fused[key] = fused
+    return fused
 
 
 def session_blend(
@@ -281,12 +369,17 @@ def session_blend(
 ) -> list[Recommendation]:
     """The served list of a visitor with a running session (see the module); ``offline`` and
     ``fillers`` must already be without what the visitor bought and unavailable items."""
-    strip = as_recommendations(candidates.strip, min(weights.strip_length, k))
-    strip_items = np.sort(np.array([r["item_id"] for r in strip], dtype=np.int64))
-    discovery = discovery_list(candidates, weights.covisitation_weight)
-    merged = blend(discovery, offline.without(strip_items), [], k, 1.0 - weights.offline_share)
-    head = min(weights.strip_rank - 1, len(merged))
-    placed = (merged[:head] + strip + merged[head:])[:k]
+    discovery = discovery_list(candidates, weights)
+    merged = blend(
+        discovery, offline.without(_shown_apart(candidates, weights)), [], k, 1.0 - weights.offline_share
+    )
+    for shown, length, rank in (
+        (candidates.earlier, weights.earlier_length, weights.earlier_rank),
+        (candidates.strip, weights.strip_length, weights.strip_rank),
+    ):
+        head = min(rank - 1, len(merged))
+        merged = merged[:head] + as_recommendations(shown, min(length, k)) + merged[head:]
+    placed = merged[:k]
     if len(placed) < k:
         seen = {r["item_id"] for r in placed}
         for filler in fillers:

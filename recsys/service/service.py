@@ -198,10 +198,12 @@ class RecommendationService:
         self.metrics = metrics if metrics is not None else ServiceMetrics()
         self.engine = engine if engine is not None else create_service_engine(settings)
         self.events = OnlineEventsRepository(self.engine)
-        self.activity = OnlineActivityCache(settings.online_events_limit)
-        # Per user with online events: (activity, similar items, session model, candidates) last computed.
+        self.activity = OnlineActivityCache(settings.online_events_limit, settings.online_purchases_limit)
+        # Per user with online events: (activity, similar items, histories, session model, candidates)
+        # last computed.
         self._online_memo: dict[
-            int, tuple[UserActivity, GroupedLists, SessionBlendModel | None, SessionCandidates]
+            int,
+            tuple[UserActivity, GroupedLists, GroupedLists, SessionBlendModel | None, SessionCandidates],
         ] = {}
         self.registry = ModelRegistry(open_object_store(settings.store_url, settings))
         # The published session model and its version: replaced whole (one assignment) on reload.
@@ -362,8 +364,8 @@ class RecommendationService:
         return RecommendationResult(items, sources, fallbacks)
 
     def online(self, user_id: int, k: int) -> RecommendationResult:
-        """The session blend without the offline list: from the user's online events only (may be
-        fewer than ``k``)."""
+        """The session blend without the offline list (may be fewer than ``k``): from the user's
+        online events, and their published history for the items viewed before the session."""
         store = self._ready_store(k, "online")
         fallbacks = self._online_fallbacks()
         model = self.session_model
@@ -384,20 +386,31 @@ class RecommendationService:
     ) -> SessionCandidates:
         """The candidates of the user's running session, computed once per change.
 
-        They depend only on the user's activity, the similar-items table and the session model,
-        immutable objects replaced on change, so they are kept until one is replaced: repeated
-        requests of a user (a page and its refreshes) skip the scoring.
+        They depend only on the user's activity, the similar-items and histories tables and the
+        session model, immutable objects replaced on change, so they are kept until one is
+        replaced: repeated requests of a user (a page and its refreshes) skip the scoring. The
+        items viewed before the session are the user's earlier online events, then their
+        published history.
         """
-        similar = store.lists(SIMILAR_ITEMS)
+        similar, histories = store.lists(SIMILAR_ITEMS), store.lists(USER_HISTORIES)
         memo = self._online_memo.get(user_id)
-        if memo is not None and memo[0] is activity and memo[1] is similar and memo[2] is model:
-            return memo[3]
+        if (
+            memo is not None
+            and memo[0] is activity
+            and memo[1] is similar
+            and memo[2] is histories
+            and memo[3] is model
+        ):
+            return memo[4]
         session = activity.session(self.settings.session_gap_minutes * 60_000)
+        earlier = np.concatenate(
+            [activity.recent[session.recent.size :], self._history(store, user_id).recent]
+        )
         candidates = session_candidates(
-            session, model, similar, self.i2i_config, store.known_items, store.unavailable_items
+            session, model, similar, self.i2i_config, store.known_items, store.unavailable_items, earlier
         )
         if activity.recent.size:
-            self._online_memo[user_id] = (activity, similar, model, candidates)
+            self._online_memo[user_id] = (activity, similar, histories, model, candidates)
         return candidates
 
     def similar(self, item_id: int, k: int) -> list[Recommendation]:

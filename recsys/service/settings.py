@@ -20,6 +20,8 @@ class ServiceSettings(Settings):
     reload_interval_seconds: float = Field(60.0, gt=0)
     # Latest online events kept per user (the i2i part uses the distinct items among them).
     online_events_limit: int = Field(100, ge=1, le=10_000)
+    # Latest distinct items bought online kept per user (filtered out of their lists).
+    online_purchases_limit: int = Field(100, ge=1, le=10_000)
     # How often each worker reads the online events other workers recorded (their delay to show).
     online_events_refresh_seconds: float = Field(0.5, gt=0)
     # After a failed database call, the background refreshes wait this long before trying again.

@@ -26,11 +26,14 @@ def rows_of(events: list[Event]) -> npt.NDArray[np.int64]:
     ).reshape(len(events), 5)
 
 
-def expected_activity(events: list[Event], user: int, limit: int) -> tuple[list[int], list[int]]:
-    """The definition: the latest ``limit`` events (timestamp, then id, descending) and every purchase."""
-    own = [e for e in events if e[1] == user]
-    latest = sorted(own, key=lambda e: (e[3], e[0]), reverse=True)[:limit]
-    return [e[2] for e in latest], sorted({e[2] for e in own if e[4] == "transaction"})
+def expected_activity(
+    events: list[Event], user: int, limit: int, purchase_limit: int = 100
+) -> tuple[list[int], list[int]]:
+    """The definition: the latest ``limit`` events (timestamp, then id, descending) and the latest
+    ``purchase_limit`` distinct items bought (each at its latest purchase)."""
+    own = sorted((e for e in events if e[1] == user), key=lambda e: (e[3], e[0]), reverse=True)
+    bought = list(dict.fromkeys(e[2] for e in own if e[4] == "transaction"))[:purchase_limit]
+    return [e[2] for e in own[:limit]], sorted(bought)
 
 
 def known(cache: OnlineActivityCache, user: int) -> tuple[list[int], list[int]]:
@@ -52,16 +55,31 @@ def random_events(n: int, seed: int) -> list[Event]:
     ]
 
 
-def test_latest_events_newest_first_capped_and_every_purchase_kept() -> None:
+def test_latest_events_newest_first_and_purchases_capped() -> None:
     events = random_events(400, seed=1)
-    cache = OnlineActivityCache(limit=7)
+    cache = OnlineActivityCache(limit=7, purchase_limit=4)
     # Arriving in several polls, each user's history is merged with what came before.
     for start in range(0, 400, 90):
         cache.apply_poll(rows_of(events[start : start + 90]))
     for user in range(5):
-        assert known(cache, user) == expected_activity(events, user, limit=7)
+        assert known(cache, user) == expected_activity(events, user, limit=7, purchase_limit=4)
     assert cache.users == 5
     assert known(cache, 99) == ([], [])
+
+
+def test_purchases_are_bounded_to_the_latest_distinct_items_bought() -> None:
+    # A bot buying 2,000 times over 300 items, in polls and single events, out of time order.
+    rng = np.random.default_rng(3)
+    events: list[Event] = [
+        (i + 1, 1, int(rng.integers(300)), int(rng.integers(10_000)), "transaction") for i in range(2000)
+    ]
+    cache = OnlineActivityCache(limit=5, purchase_limit=20)
+    for start in range(0, 1500, 500):
+        cache.apply_poll(rows_of(events[start : start + 500]))
+    for event_id, user, item, timestamp, event in events[1500:]:
+        cache.add(OnlineEvent(event_id, user, item, event, timestamp))
+    assert known(cache, 1) == expected_activity(events, 1, limit=5, purchase_limit=20)
+    assert cache.get(1).bought.size == 20
 
 
 def test_an_event_with_an_older_timestamp_goes_behind_newer_ones() -> None:

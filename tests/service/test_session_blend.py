@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 from recsys.models.session_blend import SessionBlendWeights
+from recsys.publishing.catalogue import USER_HISTORIES
 from recsys.service.blending import (
     ONLINE_I2I,
     RECENTLY_VIEWED,
+    SESSION_CATEGORY,
     SESSION_KNN,
+    VIEWED_BEFORE,
     Recommendation,
     SessionCandidates,
     discovery_list,
@@ -28,6 +31,8 @@ from tests.service.conftest import API_KEY, LiveService, PublishedData
 AUTH = {"X-API-Key": API_KEY}
 MINUTE_MS = 60_000
 StartService = Callable[..., LiveService]
+# Sources of the session blend's discovery part (which one leads depends on the tuned weights).
+DISCOVERY = {SESSION_KNN, SESSION_CATEGORY, ONLINE_I2I}
 
 
 def candidates(source: str, items: list[int], scores: list[float] | None = None) -> Candidates:
@@ -39,17 +44,32 @@ def weights(**changes: object) -> SessionBlendWeights:
     return SessionBlendWeights().model_copy(update=changes)
 
 
+def found_lists(
+    strip: Candidates | None = None,
+    neighbours: Candidates | None = None,
+    covisitation: Candidates | None = None,
+    reminders: Candidates | None = None,
+    category: Candidates | None = None,
+    earlier: Candidates | None = None,
+) -> SessionCandidates:
+    """A session's candidates, empty where not given."""
+    return SessionCandidates(
+        strip or Candidates.empty(RECENTLY_VIEWED),
+        neighbours or Candidates.empty(SESSION_KNN),
+        reminders or Candidates.empty(SESSION_KNN),
+        covisitation or Candidates.empty(ONLINE_I2I),
+        category or Candidates.empty(SESSION_CATEGORY),
+        earlier or Candidates.empty(VIEWED_BEFORE),
+    )
+
+
 def ids(answer: Sequence[Recommendation]) -> list[int]:
     return [r["item_id"] for r in answer]
 
 
 # -- the merge, by hand ---------------------------------------------------------------------------
 def test_strip_sits_from_its_rank_and_discovery_keeps_the_top() -> None:
-    found = SessionCandidates(
-        candidates(RECENTLY_VIEWED, [7, 8, 9]),
-        candidates(SESSION_KNN, [1, 2, 3, 4]),
-        Candidates.empty(ONLINE_I2I),
-    )
+    found = found_lists(candidates(RECENTLY_VIEWED, [7, 8, 9]), candidates(SESSION_KNN, [1, 2, 3, 4]))
     answer = session_blend(
         found,
         Candidates.empty("ranked"),
@@ -61,10 +81,26 @@ def test_strip_sits_from_its_rank_and_discovery_keeps_the_top() -> None:
     assert [r["source"] for r in answer][:4] == [SESSION_KNN, SESSION_KNN, RECENTLY_VIEWED, RECENTLY_VIEWED]
 
 
-def test_offline_share_interleaves_and_strip_items_are_not_repeated() -> None:
-    found = SessionCandidates(
-        candidates(RECENTLY_VIEWED, [7]), candidates(SESSION_KNN, [1, 2, 3]), Candidates.empty(ONLINE_I2I)
+def test_earlier_items_sit_from_their_rank_and_the_strip_from_its_own() -> None:
+    found = found_lists(
+        candidates(RECENTLY_VIEWED, [7, 8]),
+        candidates(SESSION_KNN, [1, 2, 5, 3]),
+        earlier=candidates(VIEWED_BEFORE, [5, 6, 9]),
     )
+    answer = session_blend(
+        found,
+        candidates("ranked", [6, 10]),
+        [],
+        8,
+        weights(earlier_length=2, earlier_rank=2, strip_length=1, strip_rank=1, offline_share=0.0),
+    )
+    # Discovery without 5 and 6 (shown as earlier items from rank 2), then the strip (7) on top.
+    assert ids(answer) == [7, 1, 5, 6, 2, 3, 10]
+    assert [r["source"] for r in answer][:4] == [RECENTLY_VIEWED, SESSION_KNN, VIEWED_BEFORE, VIEWED_BEFORE]
+
+
+def test_offline_share_interleaves_and_strip_items_are_not_repeated() -> None:
+    found = found_lists(candidates(RECENTLY_VIEWED, [7]), candidates(SESSION_KNN, [1, 2, 3]))
     offline = candidates("ranked", [7, 10, 11, 1])
     answer = session_blend(found, offline, [], 6, weights(strip_length=1, strip_rank=1, offline_share=0.5))
     # Strip first; then discovery and offline alternate (discovery first), 7 and 1 not twice.
@@ -72,17 +108,50 @@ def test_offline_share_interleaves_and_strip_items_are_not_repeated() -> None:
 
 
 def test_covisitation_scores_are_scaled_to_their_best_and_added() -> None:
-    found = SessionCandidates(
-        Candidates.empty(RECENTLY_VIEWED),
-        candidates(SESSION_KNN, [1, 2], [4.0, 2.0]),  # scaled: 1.0, 0.5
-        candidates(ONLINE_I2I, [3, 2], [10.0, 9.0]),  # scaled: 1.0, 0.9
+    found = found_lists(
+        neighbours=candidates(SESSION_KNN, [1, 2], [4.0, 2.0]),  # scaled: 1.0, 0.5
+        covisitation=candidates(ONLINE_I2I, [3, 2], [10.0, 9.0]),  # scaled: 1.0, 0.9
     )
-    fused = discovery_list(found, covisitation_weight=0.5)
+    fused = discovery_list(found, weights(covisitation_weight=0.5, strip_length=0))
     # 1: 1.0; 2: 0.5 + 0.45 = 0.95; 3: 0.5.
     assert fused.items.tolist() == [1, 2, 3]
     assert fused.scores.tolist() == pytest.approx([1.0, 0.95, 0.5])
     assert fused.labels == (SESSION_KNN, SESSION_KNN, ONLINE_I2I)
-    assert discovery_list(found, 0.0) is found.neighbours
+    alone = discovery_list(found, weights(covisitation_weight=0.0, strip_length=0))
+    assert alone.items.tolist() == [1, 2]
+
+
+def test_reminders_share_vsknns_scale_and_category_scores_are_added() -> None:
+    found = found_lists(
+        strip=candidates(RECENTLY_VIEWED, [7, 8]),
+        neighbours=candidates(SESSION_KNN, [1, 2], [2.0, 1.0]),
+        reminders=candidates(SESSION_KNN, [8, 7], [4.0, 0.4]),  # V-SKNN's best: 4 → 1.0, 0.1
+        category=candidates(SESSION_CATEGORY, [2, 5], [0.5, 0.25]),  # scaled: 1.0, 0.5
+    )
+    # V-SKNN with reminders: its own order (8: 1.0, 1: 0.5, 2: 0.25, 7: 0.1).
+    vsknn = discovery_list(found, weights(reminder_weight=1.0, covisitation_weight=0.0, strip_length=0))
+    assert vsknn.items.tolist() == [8, 1, 2, 7]
+    assert vsknn.scores.tolist() == pytest.approx([1.0, 0.5, 0.25, 0.1])
+    # Reminders at half weight, the category's scores at 0.4: 2: 0.25 + 0.4 = 0.65; 8: 0.5;
+    # 1: 0.5; 5: 0.2; 7: 0.05. Each item keeps the label of its largest part.
+    mixed = discovery_list(
+        found, weights(reminder_weight=0.5, covisitation_weight=0.0, category_weight=0.4, strip_length=0)
+    )
+    assert mixed.items.tolist() == [2, 1, 8, 5, 7]
+    assert mixed.scores.tolist() == pytest.approx([0.65, 0.5, 0.5, 0.2, 0.05])
+    assert mixed.labels == (SESSION_CATEGORY, SESSION_KNN, SESSION_KNN, SESSION_CATEGORY, SESSION_KNN)
+    # The strip's items are left to the strip: with one strip item (7, the latest), discovery holds the rest.
+    stripped = discovery_list(found, weights(reminder_weight=1.0, covisitation_weight=0.0, strip_length=1))
+    assert stripped.items.tolist() == [8, 1, 2]
+    # The strip's items are not shown twice when reminders rank them too.
+    answer = session_blend(
+        found,
+        Candidates.empty("ranked"),
+        [],
+        5,
+        weights(reminder_weight=1.0, covisitation_weight=0.0, strip_length=1, strip_rank=2),
+    )
+    assert ids(answer) == [8, 7, 1, 2]
 
 
 def test_running_session_is_cut_at_the_gap() -> None:
@@ -147,7 +216,7 @@ def test_a_new_visitors_clicks_are_served_the_published_blend(
         visitor.event(item)
     answer = service.personalized(user, 10)
     assert ids(answer.items) != ids(before.items)
-    assert SESSION_KNN in answer.sources
+    assert DISCOVERY & set(answer.sources)
     strip = [r["item_id"] for r in answer.items if r["source"] == RECENTLY_VIEWED]
     expected = [i for i in viewed[::-1] if i in set(published_data.items["item_id"])][
         : model.config.strip_length
@@ -176,7 +245,7 @@ def test_unknown_items_give_no_neighbours_and_are_never_shown(
     visitor.event(known)
     mixed = service.personalized(user, 10)
     assert not {10**11, 10**11 + 1} & set(ids(mixed.items))
-    assert SESSION_KNN in mixed.sources
+    assert DISCOVERY & set(mixed.sources)
 
 
 def test_a_bots_burst_keeps_memory_and_latency_bounded(
@@ -216,6 +285,33 @@ def test_events_out_of_time_order_are_placed_by_their_timestamp(
     assert activity.session(service.settings.session_gap_minutes * MINUTE_MS).recent.tolist() == [b]
 
 
+def test_items_viewed_before_the_session_are_the_earlier_sessions_then_the_history(
+    service: RecommendationService, published_data: PublishedData
+) -> None:
+    user = published_data.ranked_user()
+    history = service.store.lists(USER_HISTORIES).get(user, "history")
+    assert history is not None
+    visitor = Visitor(service, user)
+    a, b, c = session_items(published_data, 3)
+    visitor.event(a, at=1_700_000_000_000)
+    visitor.event(b, at=1_700_000_000_000 + 60_000)
+    visitor.event(10**11, at=1_700_000_000_000 + 90_000)  # unknown: never shown
+    visitor.event(c, at=1_700_000_000_000 + 2 * 3600_000)  # the running session
+    visitor.event(a, at=1_700_000_000_000 + 2 * 3600_000 + 60_000)
+    found = service._session_candidates(
+        user, service.activity.get(user), service.store, service.session_model
+    )
+    available = set(published_data.items.loc[published_data.items["available"].ne(False), "item_id"])
+    bought = set(history.items[np.asarray(history.labels, dtype=object) == "bought"].tolist())
+    expected = [
+        i
+        for i in dict.fromkeys([b, *history.items[: service.i2i_config.n_recent].tolist()])
+        if i not in {a, c} | bought and i in available
+    ][:10]
+    assert found.earlier.items.tolist() == expected
+    assert found.strip.items.tolist() == [i for i in (a, c) if i in available]
+
+
 def test_a_visitor_with_only_purchases_is_not_shown_what_they_bought(
     service: RecommendationService, published_data: PublishedData
 ) -> None:
@@ -253,5 +349,5 @@ def test_an_anonymous_visitors_clicks_change_every_workers_answer_within_a_secon
         mine = client.get(f"/recommendations/users/{user}", params={"k": 10}).json()
     after = tuple(item["item_id"] for item in mine["items"])
     assert after != before
-    assert "session_knn" in mine["sources"]
+    assert DISCOVERY & set(mine["sources"])
     live.wait_until(lambda: {answer() for _ in range(8)} == {after}, 1.0, "every worker to serve the clicks")

@@ -1,0 +1,128 @@
+"""Popular in the session's categories: the items most popular in the categories of the
+session's latest items.
+
+A visitor browsing a category mostly goes on within it, and the category's popular items are
+what its visitors view next. For a prefix, each of its ``n_recent`` latest distinct items votes
+for its (leaf) category with ``0.5 ** (back / recency_half_life)`` (``back`` = 0 for the latest
+item), and an item's score is ``Σ_c vote(c) × share(item | c)``, with ``share`` the item's
+time-decayed, event-weighted popularity (as :class:`~recsys.models.popular.PopularModel`'s)
+over its category's: the probability of the item given the session's category mix.
+
+The model keeps each category's ``top_items`` most popular available items as a sparse
+categories × items matrix, so a prefix costs one sparse row times that matrix: at most
+``n_recent × top_items`` products, whatever the data size. Items without a category vote for
+nothing (they still take a place among the ``n_recent`` latest).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from pydantic import Field
+
+from recsys.models.dataset import InteractionData
+from recsys.models.sknn import SessionConfig, SessionQueries, SessionRecommender, without_prefix_items
+
+
+class CategoryPopularConfig(SessionConfig):
+    """Settings of the popular-in-the-session's-categories model."""
+
+    remind: bool = Field(False, description="whether the prefix's own items may be recommended")
+    n_recent: int = Field(5, ge=1, description="latest distinct items of the prefix whose categories vote")
+    recency_half_life: float = Field(1.0, gt=0, description="an item n places back votes 0.5 ** (n / this)")
+    top_items: int = Field(100, ge=1, description="most popular items kept per category")
+    half_life_days: float | None = Field(7.0, gt=0, description="popularity halves after this many days")
+
+
+class CategoryPopularModel(SessionRecommender):
+    """The items most popular in the categories of the session's latest items."""
+
+    kind = "category_popular"
+    config_class = CategoryPopularConfig
+    config: CategoryPopularConfig
+
+    def __init__(self, config: CategoryPopularConfig | None = None) -> None:
+        super().__init__(config)
+        # Item code → category row (-1: no category); categories × items shares of the top items.
+        self.item_category = np.empty(0, dtype=np.int64)
+        self.shares = sp.csr_matrix((0, 0), dtype=np.float64)
+
+    def _fit(self, data: InteractionData) -> None:
+        frame = data.interactions
+        weights = frame["weight"].to_numpy(dtype=np.float64)
+        if self.config.half_life_days is not None:
+            age_days = (data.now - frame["datetime"]).dt.total_seconds().to_numpy() / 86_400
+            weights = weights * np.exp2(-age_days / self.config.half_life_days)
+        popularity = np.bincount(frame["item_code"].to_numpy(), weights=weights, minlength=data.n_items)
+        raw = data.items["category_id"].reindex(data.item_codes.ids).to_numpy(dtype=np.float64)
+        has_category = ~np.isnan(raw)
+        _, rows = np.unique(raw[has_category], return_inverse=True)
+        self.item_category = np.full(data.n_items, -1, dtype=np.int64)
+        self.item_category[has_category] = rows
+        n_categories = int(rows.max(initial=-1)) + 1
+        totals = np.bincount(rows, weights=popularity[has_category], minlength=n_categories)
+        kept = has_category & (popularity > 0)
+        if self.config.available_only:
+            kept &= ~data.is_unavailable(data.item_codes.ids)
+        items = np.flatnonzero(kept)
+        category = self.item_category[items]
+        # Best first within each category; the first top_items of each are kept.
+        order = np.lexsort((items, -popularity[items], category))
+        items, category = items[order], category[order]
+        rank = np.arange(items.size) - np.searchsorted(category, category, side="left")
+        items, category = items[rank < self.config.top_items], category[rank < self.config.top_items]
+        self.shares = sp.csr_matrix(
+            (popularity[items] / totals[category], (category, items)), shape=(n_categories, data.n_items)
+        )
+
+    def score_matrix(self, queries: SessionQueries) -> sp.csr_matrix:
+        assert self.items is not None
+        codes = self.items.transform(queries.items, unknown="mask")
+        query = np.repeat(np.arange(len(queries)), np.diff(queries.offsets))
+        # Places back from the prefix's last event (0 = the last); queries are oldest first.
+        back = queries.offsets[query + 1] - 1 - np.arange(query.size)
+        known = codes >= 0
+        query, codes, back = query[known], codes[known].astype(np.int64), back[known]
+        # The latest occurrence of each item: sort by (query, back), keep each (query, item)'s first.
+        order = np.lexsort((back, query))
+        query, codes = query[order], codes[order]
+        keys = query * max(len(self.items), 1) + codes
+        _, first = np.unique(keys, return_index=True)
+        first = np.sort(first)
+        query, codes = query[first], codes[first]
+        seen_query, seen_codes = query, codes
+        # Rank among the prefix's distinct items, latest first.
+        rank = np.arange(query.size) - np.searchsorted(query, query, side="left")
+        recent = rank < self.config.n_recent
+        query, codes, rank = query[recent], codes[recent], rank[recent]
+        category = self.item_category[codes]
+        voting = category >= 0
+        votes = sp.csr_matrix(
+            (
+                0.5 ** (rank[voting] / self.config.recency_half_life),
+                (query[voting], category[voting]),
+            ),
+            shape=(len(queries), self.shares.shape[0]),
+        )
+        scores = sp.csr_matrix(votes @ self.shares)
+        if not self.config.remind:
+            scores = without_prefix_items(scores, seen_query, seen_codes)
+        scores.eliminate_zeros()
+        return scores
+
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        return {
+            "item_category": self.item_category,
+            "indptr": self.shares.indptr,
+            "indices": self.shares.indices,
+            "shares": self.shares.data,
+            "shape": np.array(self.shares.shape, dtype=np.int64),
+        }
+
+    def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
+        shape = tuple(int(x) for x in state["shape"])
+        self.item_category = state["item_category"]
+        self.shares = sp.csr_matrix((state["shares"], state["indices"], state["indptr"]), shape=shape)

@@ -1,0 +1,72 @@
+"""Popular in the session's categories, against scores computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.models.dataset import InteractionData
+from recsys.models.session_category import CategoryPopularConfig, CategoryPopularModel
+from recsys.models.sknn import SessionQueries
+from tests.models.test_sknn import PAST, T0
+
+# Items 1-3 are in category 10, 4-5 in 20, 6 in 30; 7 has no category.
+CATEGORIES = {1: 10, 2: 10, 3: 10, 4: 20, 5: 20, 6: 30}
+
+
+def window(unavailable: tuple[int, ...] = ()) -> InteractionData:
+    rows = [
+        (ord(user), item, "view", 1.0, T0 + pd.Timedelta(hours=day), 0)
+        for day, (user, items) in enumerate(PAST.items(), start=1)
+        for item in items
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event", "weight", "datetime", "session_index"])
+    items = np.arange(1, 8)
+    catalogue = pd.DataFrame(
+        {
+            "item_id": items,
+            "available": [item not in unavailable for item in items],
+            "category_id": [CATEGORIES.get(int(item), np.nan) for item in items],
+        }
+    )
+    return InteractionData.build(frame, catalogue)
+
+
+def scores(model: CategoryPopularModel, items: list[int]) -> dict[int, float]:
+    """The model's scores of one prefix given oldest first."""
+    found = model.recommend_sessions(SessionQueries.single(items[::-1], 0), k=10)
+    return dict(zip(found["item_id"].tolist(), found["score"].tolist(), strict=True))
+
+
+def config(**changes: object) -> CategoryPopularConfig:
+    return CategoryPopularConfig(half_life_days=None, top_items=2).model_copy(update=changes)
+
+
+def test_category_popularity_by_hand() -> None:
+    # Events (A = [1, 2, 3], B = [2, 4], C = [1, 4, 5], D = [6, 7]): 1: 2, 2: 2, 3: 1, 4: 2, 5: 1.
+    # Category 10 (5 events) keeps its top two, 1 and 2 (0.4 each; 3 is cut); category 20:
+    # 4 -> 2/3, 5 -> 1/3. Prefix [3, 4]: 4 (latest) votes 1 for 20, 3 votes 0.5 for 10.
+    model = CategoryPopularModel(config()).fit(window())
+    assert scores(model, [3, 4]) == pytest.approx({5: 1 / 3, 1: 0.2, 2: 0.2})
+    # A repeated item counts once, at its latest place: [4, 3, 4] is [3, 4].
+    assert scores(model, [4, 3, 4]) == pytest.approx({5: 1 / 3, 1: 0.2, 2: 0.2})
+    # Only the latest item's category with n_recent = 1; the prefix's items too with reminders.
+    latest = CategoryPopularModel(config(n_recent=1)).fit(window())
+    assert scores(latest, [3, 4]) == pytest.approx({5: 1 / 3})
+    reminding = CategoryPopularModel(config(remind=True)).fit(window())
+    assert scores(reminding, [3, 4]) == pytest.approx({4: 2 / 3, 5: 1 / 3, 1: 0.2, 2: 0.2})
+
+
+def test_items_without_category_take_a_place_but_vote_for_nothing() -> None:
+    model = CategoryPopularModel(config(remind=True)).fit(window())
+    # 7 (latest, no category) is back 0, so 6 votes 0.5 for category 30 (6 alone: share 1).
+    assert scores(model, [6, 7]) == pytest.approx({6: 0.5})
+    assert scores(model, [7]) == {}
+
+
+def test_unavailable_items_are_never_recommended() -> None:
+    # Without 2, category 10's top two are 1 and 3 (shares over every event of the category).
+    model = CategoryPopularModel(config()).fit(window(unavailable=(2,)))
+    assert scores(model, [4, 5]) == {}
+    assert scores(model, [5, 2]) == pytest.approx({1: 0.4, 3: 0.2, 4: 0.5 * 2 / 3})
