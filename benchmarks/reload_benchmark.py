@@ -59,7 +59,7 @@ from recsys.publishing.tables import NotPublishedError, read_published
 TARGET_P99_RATIO = 3.0
 TARGET_RSS_RATIO = 2.0
 POLL_SECONDS = 0.2
-VERSION_LINE = re.compile(r'^recsys_table_version\{table="([a-z_]+)"\} ([0-9.e+]+)$')
+VERSION_LINE = re.compile(r'^recsys_table_version\{table="([a-z0-9_]+)"\} ([0-9.e+]+)$')
 
 
 @dataclass(frozen=True)
