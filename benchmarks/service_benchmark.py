@@ -32,8 +32,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
@@ -41,7 +43,7 @@ import sqlalchemy as sa
 from common import record
 
 from recsys.publishing.catalogue import RANKED_RECOMMENDATIONS, SIMILAR_ITEMS
-from recsys.publishing.tables import current_version
+from recsys.publishing.tables import PublishedVersion, current_version
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks" / "service"
@@ -86,7 +88,9 @@ def start(
     raise RuntimeError(f"{app} was not ready in 600 s")
 
 
-def wrk(base: str, paths: list[str], connections: int, seconds: int) -> dict[str, float]:
+def wrk(base: str, paths: list[str], connections: int, seconds: int) -> dict[str, Any]:
+    """One wrk run over ``paths`` (cycled); its request count, seconds, percentiles, errors and the
+    quantile grid ``paths.lua`` prints (for merging runs, see ``reload_benchmark.py``)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
         listing.write("\n".join(paths))
         listing.flush()
@@ -97,7 +101,7 @@ def wrk(base: str, paths: list[str], connections: int, seconds: int) -> dict[str
             text=True,
             check=True,
         )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["rps"] = result["requests"] / result["seconds"]
     return result
 
@@ -112,6 +116,60 @@ def post_views(base: str, views: list[tuple[int, int]]) -> None:
                 timeout=10,
                 json={"user_id": user, "item_id": item, "event": "view"},
             ).raise_for_status()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Who the load tests ask for: users with published lists, and items with similar items."""
+
+    users: list[int]
+    items: list[int]
+    ranked: PublishedVersion
+
+
+def sample(database_url: str, n_users: int) -> Sample:
+    """The first ``n_users`` users of the served ranked lists and 200 items with similar items."""
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        ranked = current_version(conn, RANKED_RECOMMENDATIONS.name)
+        users = [
+            row[0]
+            for row in conn.execute(
+                sa.text(f'SELECT DISTINCT user_id FROM "{ranked.physical_name}" ORDER BY user_id LIMIT :n'),
+                {"n": n_users},
+            )
+        ]
+        similar = current_version(conn, SIMILAR_ITEMS.name).physical_name
+        items = [
+            row[0] for row in conn.execute(sa.text(f'SELECT DISTINCT item_id FROM "{similar}" LIMIT 200'))
+        ]
+    engine.dispose()
+    return Sample(users, items, ranked)
+
+
+def service_env(
+    database_url: str, reload_interval_seconds: float = 3600, object_store_url: str | None = None
+) -> dict[str, str]:
+    """The service's environment; the default reload interval keeps reloads out of the measurement."""
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "RECSYS_DATABASE_URL": database_url,
+        "RECSYS_API_KEY": API_KEY,
+        "RECSYS_RELOAD_INTERVAL_SECONDS": f"{reload_interval_seconds:g}",
+    }
+    if object_store_url is not None:
+        env["RECSYS_OBJECT_STORE_URL"] = object_store_url
+    return env
+
+
+def store_load_seconds(base: str) -> float:
+    """``recsys_store_load_seconds``: how long the last load that changed a table took."""
+    return next(
+        float(line.split()[-1])
+        for line in requests.get(f"{base}/metrics", timeout=10).text.splitlines()
+        if line.startswith("recsys_store_load_seconds ")
+    )
 
 
 def main() -> None:
@@ -130,37 +188,12 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    engine = sa.create_engine(args.database_url)
-    with engine.connect() as conn:
-        ranked = current_version(conn, RANKED_RECOMMENDATIONS.name)
-        users = [
-            row[0]
-            for row in conn.execute(
-                sa.text(f'SELECT DISTINCT user_id FROM "{ranked.physical_name}" ORDER BY user_id LIMIT :n'),
-                {"n": args.users},
-            )
-        ]
-        similar = current_version(conn, SIMILAR_ITEMS.name).physical_name
-        items = [
-            row[0] for row in conn.execute(sa.text(f'SELECT DISTINCT item_id FROM "{similar}" LIMIT 200'))
-        ]
-
-    env = {
-        **os.environ,
-        "OPENBLAS_NUM_THREADS": "1",
-        "RECSYS_DATABASE_URL": args.database_url,
-        "RECSYS_API_KEY": API_KEY,
-        "RECSYS_RELOAD_INTERVAL_SECONDS": "3600",
-    }
-    if args.object_store_url:
-        env["RECSYS_OBJECT_STORE_URL"] = args.object_store_url
+    chosen = sample(args.database_url, args.users)
+    users, items, ranked = chosen.users, chosen.items, chosen.ranked
+    env = service_env(args.database_url, object_store_url=args.object_store_url)
     service, base, startup = start("recsys_app.recsys_app:app", ROOT / "fast_api_service", env, "/ready")
     rss = psutil.Process(service.pid).memory_info().rss
-    load_seconds = next(
-        float(line.split()[-1])
-        for line in requests.get(f"{base}/metrics", timeout=10).text.splitlines()
-        if line.startswith("recsys_store_load_seconds ")
-    )
+    load_seconds = store_load_seconds(base)
     # A fifth of the users get three online views, so the online part has something to blend.
     online_users = users[::5]
     post_views(
@@ -200,7 +233,9 @@ def main() -> None:
                     results[(name, connections)] = wrk(base, paths, connections, args.seconds)
                 print(f"round {number + 1}: bare @ {connections} connections, again …", flush=True)
                 after = wrk(bare_base, targets["personalized"], connections, args.seconds)
-                results[("bare", connections)] = {key: (before[key] + after[key]) / 2 for key in before}
+                results[("bare", connections)] = {
+                    key: (before[key] + after[key]) / 2 for key in before if key != "quantiles_us"
+                }
             rounds.append(results)
         rss_after = psutil.Process(service.pid).memory_info().rss
     finally:

@@ -1,5 +1,7 @@
 -- Cycles through the request paths listed (one per line) in the file named by env PATHS_FILE,
--- and prints latency percentiles and error counts as one JSON line when done.
+-- and prints latency percentiles and error counts as one JSON line when done, with the latency
+-- at 1000 evenly spaced quantiles (µs) so that consecutive runs can be merged into one
+-- distribution (reload_benchmark.py).
 local paths = {}
 for line in io.lines(os.getenv("PATHS_FILE")) do paths[#paths + 1] = line end
 local counter = 0
@@ -12,8 +14,11 @@ end
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
     + summary.errors.status + summary.errors.timeout
+  local quantiles = {}
+  for k = 1, 1000 do quantiles[k] = string.format("%d", latency:percentile((k - 0.5) / 10)) end
   io.write(string.format(
-    '{"requests": %d, "seconds": %.3f, "p50_ms": %.3f, "p95_ms": %.3f, "p99_ms": %.3f, "errors": %d}\n',
+    '{"requests": %d, "seconds": %.3f, "p50_ms": %.3f, "p95_ms": %.3f, "p99_ms": %.3f, "errors": %d, '
+      .. '"quantiles_us": [%s]}\n',
     summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
-    latency:percentile(95) / 1000, latency:percentile(99) / 1000, errors))
+    latency:percentile(95) / 1000, latency:percentile(99) / 1000, errors, table.concat(quantiles, ",")))
 end

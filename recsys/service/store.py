@@ -70,6 +70,18 @@ def in_sorted(values: Ids, sorted_ids: Ids) -> npt.NDArray[np.bool_]:
     return found
 
 
+def _key_rank_order(keys: npt.NDArray[np.int64], ranks: npt.NDArray[np.int64]) -> npt.NDArray[np.intp] | None:
+    """The rows' order by (key, rank), stable; ``None`` when they already are in that order, as
+    published tables read back usually are (no sort, no copies)."""
+    if keys.size < 2:
+        return None
+    key_step = np.diff(keys)
+    if ((key_step > 0) | ((key_step == 0) & (np.diff(ranks) >= 0))).all():
+        return None
+    order: npt.NDArray[np.intp] = np.lexsort((ranks, keys))
+    return order
+
+
 @dataclass(frozen=True)
 class Candidates:
     """An ordered list of recommended items from one source.
@@ -133,23 +145,34 @@ class GroupedLists:
     def from_frame(
         cls, frame: pd.DataFrame, key: str, item: str = "item_id", label: str | None = None
     ) -> GroupedLists:
-        """Group a published frame (``key``, ``item``, ``score``, ``rank`` [, ``label``]) by ``key``."""
-        ordered = frame.sort_values([key, "rank"], kind="stable")
-        keys, counts = np.unique(ordered[key].to_numpy(dtype=np.int64), return_counts=True)
-        offsets = np.zeros(keys.size + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
+        """Group a published frame (``key``, ``item``, ``score``, ``rank`` [, ``label``]) by ``key``.
+
+        Column by column, without a sorted copy of the frame: a reload builds the new arrays while
+        the store in service still holds the old ones, so what a load adds is the service's peak.
+        """
+        keys_column = frame[key].to_numpy(dtype=np.int64)
+        order = _key_rank_order(keys_column, frame["rank"].to_numpy(dtype=np.int64))
+
+        def ordered(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return values if order is None else values[order]
+
+        sorted_keys = ordered(keys_column)
+        # Where each key's rows start (the keys are sorted, so no np.unique and its second sort).
+        first = np.ones(sorted_keys.size, dtype=bool)
+        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        offsets = np.append(np.flatnonzero(first), sorted_keys.size).astype(np.int64)
         codes: npt.NDArray[np.int8] | None = None
         names: tuple[str, ...] = ()
         if label is not None:
-            categorical = pd.Categorical(ordered[label].astype(str))
-            codes = categorical.codes.astype(np.int8)
+            categorical = pd.Categorical(frame[label].astype(str))
+            codes = ordered(categorical.codes.astype(np.int8))
             names = tuple(str(name) for name in categorical.categories)
         return cls(
-            keys=compact_ids(keys),
+            keys=compact_ids(sorted_keys[offsets[:-1]]),
             offsets=offsets,
-            items=compact_ids(ordered[item].to_numpy()),
+            items=compact_ids(ordered(frame[item].to_numpy())),
             # A NaN score would make the JSON answer invalid: it ranks last anyway.
-            scores=np.nan_to_num(ordered["score"].to_numpy(dtype=np.float32), nan=0.0),
+            scores=np.nan_to_num(ordered(frame["score"].to_numpy(dtype=np.float32)), nan=0.0),
             label_codes=codes,
             label_names=names,
         )

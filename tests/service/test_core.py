@@ -102,6 +102,37 @@ def test_labels_and_neighbours() -> None:
     assert found.without(np.array([5])).labels == ("als",)
 
 
+def test_row_order_of_the_frame_does_not_matter() -> None:
+    # Published tables read back in (key, rank) order take the path without a sort; any other
+    # order is sorted, labels included.
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "item_id": np.repeat([4, 9, 12], 4),
+            "similar_item_id": rng.permutation(12),
+            "score": rng.random(12),
+            "rank": np.tile([1, 2, 2, 3], 3),
+            "source": rng.choice(["als", "covisitation"], 12),
+        }
+    )
+    in_order = GroupedLists.from_frame(frame, "item_id", item="similar_item_id", label="source")
+    shuffled = GroupedLists.from_frame(
+        frame.sample(frac=1, random_state=0), "item_id", item="similar_item_id", label="source"
+    )
+    assert in_order.offsets.tolist() == shuffled.offsets.tolist() == [0, 4, 8, 12]
+    for key in (4, 9, 12):
+        rows = frame[frame["item_id"] == key]
+        by_item = dict(
+            zip(rows["similar_item_id"], zip(rows["rank"], rows["source"], strict=True), strict=True)
+        )
+        for lists in (in_order, shuffled):
+            found = lists.get(key, "similar")
+            assert found is not None and found.labels is not None
+            ranks = [by_item[item][0] for item in found.items.tolist()]
+            assert ranks == sorted(ranks) and len(ranks) == len(rows)
+            assert list(found.labels) == [by_item[item][1] for item in found.items.tolist()]
+
+
 def test_in_sorted_agrees_with_isin() -> None:
     rng = np.random.default_rng(1)
     for _ in range(50):
