@@ -43,7 +43,7 @@ from recsys.models.session_blend import (
     SessionBlendWeights,
 )
 from recsys.models.similar import covisitation_similar_items, merge_similar_items
-from recsys.pipeline.session_blend import tune_session_blend
+from recsys.pipeline.session_blend import CART, GOAL, tune_session_blend
 from recsys.publishing.catalogue import (
     DEFAULT_RECOMMENDATIONS,
     I2I_RECOMMENDATIONS,
@@ -406,8 +406,14 @@ def publish_session_blend(ctx: RunContext) -> dict[str, Any]:
         logger.warning("session blend: default weights (%s)", error)
         weights, metrics = SessionBlendWeights(), {}
     model = SessionBlendModel(weights).fit(ctx.window)
+    # Every validation metric (the blend's and each single method's) is kept with the model and
+    # logged; the XCom carries the two the weights were chosen on.
     saved = ctx.save_model(SESSION_BLEND_MODEL, model, metrics)
-    return {**saved, "weights": weights.model_dump(include=set(BLEND_WEIGHTS)), **metrics}
+    logger.info("session blend validation metrics: %s", metrics)
+    chosen_on = {
+        key: round(metrics[key], 4) for key in (f"validation_{GOAL}", f"validation_{CART}") if key in metrics
+    }
+    return {**saved, "weights": weights.model_dump(include=set(BLEND_WEIGHTS)), **chosen_on}
 
 
 # -- stage 7 -----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ One scenario runs once for the module (about a minute) and the tests check what 
 1. DAG 4 before any ALS model exists: it fails in ``check_als_model`` and says which DAG to run;
 2. the seven DAGs in order for one day: every task succeeds, tables and models are published;
 3. the seven DAGs again for the same day: the same table contents (idempotent);
-4. DAGs 1, 3 and 5 for an earlier day (a backfill): the prepared tables describe that day, the
-   published ones are recorded as new versions but the later day's keep serving;
+4. DAGs 1, 3 and 5 for an earlier day (a backfill): DAG 1 keeps the later day's prepared tables,
+   and DAGs 3 and 5 read their window up to the earlier day from them; the published tables are
+   recorded as new versions but the later day's keep serving;
 5. DAG 3 for that earlier day with the param ``promote_backfill``: its table is served.
 
 The project database comes from an Airflow connection (``RECSYS_AIRFLOW_DB_CONN_ID``) and the
@@ -285,9 +286,11 @@ def test_backfill_of_an_earlier_day_is_recorded_but_does_not_take_over(scenario:
     for dag_id, run in scenario.backfill.items():
         assert run.state == "success", (dag_id, run.tasks)
     backfill, rerun = scenario.snapshots["backfill"], scenario.snapshots["rerun"]
-    cutoff = datetime.combine(BACKFILL_DAY, datetime.min.time()).replace(hour=22)
-    assert backfill["prepared"]["interactions"]["datetime"].max() < cutoff
-    assert len(backfill["prepared"]["interactions"]) < len(rerun["prepared"]["interactions"])
+    # DAG 1 does not roll the prepared tables back to the earlier day.
+    prepared = scenario.backfill["1_prepare_dataset"].xcoms["prepare_dataset"]
+    assert f"later than {BACKFILL_DAY:%Y-%m-%d} " in prepared["skipped"] and ": kept" in prepared["skipped"]
+    for name in PREPARED:
+        pd.testing.assert_frame_equal(backfill["prepared"][name], rerun["prepared"][name])
     for name in ("default_recommendations", "i2i_recommendations"):
         # Recorded as version 3 of the earlier day, not served: the later day's version 2 is.
         record = backfill["versions"][(name, 3)]
