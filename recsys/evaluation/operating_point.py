@@ -16,11 +16,16 @@ demanding of their coverages, since accuracy comes first (the chosen strength is
 accurate one that meets the targets). On the small twin, where item-kNN and ALS are within
 noise of each other (RecTools' test figures: NDCG@10 0.0326 and 0.0332), this keeps the
 strength from being pushed up by item-kNN's wider coverage at a cost in accuracy.
+
+A list that is the same for every user (popularity) joins a tie only when it is the most
+accurate itself: its coverage is ten items of the catalogue by construction, so a tie with it
+says the window is too small to rank the personalised references, not that coverage may drop
+to ten items (on the small twin's 28-user validation window it did, and the strength fell to 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +36,7 @@ from recsys.evaluation.metrics import item_coverage
 from recsys.evaluation.offline import SELECTION_METRIC, TimeSplit, per_user_metrics
 from recsys.models.als import ALSModel
 from recsys.models.dataset import InteractionData
+from recsys.models.popular import PopularModel
 from recsys.models.ranker import TwoStageConfig, TwoStageModel
 from recsys.models.rerank import PopularityReRanker, ReRankConfig
 
@@ -101,7 +107,10 @@ class StrengthChoice:
 
 
 def reference_targets(
-    references: dict[str, pd.DataFrame], split: TimeSplit, als: str = ALSModel.kind
+    references: dict[str, pd.DataFrame],
+    split: TimeSplit,
+    als: str = ALSModel.kind,
+    same_for_everyone: Collection[str] = (PopularModel.kind,),
 ) -> dict[str, float]:
     """Coverage of the most accurate reference and ALS's novelty, over the validation users with history.
 
@@ -113,6 +122,8 @@ def reference_targets(
         The validation split the lists are scored on.
     als : str
         Key of the reference whose Novelty@5 is the novelty target.
+    same_for_everyone : collection of str
+        Keys of the non-personalised references: tied only when the most accurate themselves.
 
     Returns
     -------
@@ -124,6 +135,8 @@ def reference_targets(
     measured = {name: warm_metrics(reco, split) for name, reco in references.items()}
     accuracy = {name: warm_per_user(reco, split)[SELECTION_METRIC] for name, reco in references.items()}
     tied = tied_with_most_accurate(accuracy)
+    if tied[0] not in same_for_everyone:
+        tied = [name for name in tied if name not in same_for_everyone]
     target = min(tied, key=lambda name: measured[name][COVERAGE])
     return {
         COVERAGE: measured[target][COVERAGE],

@@ -74,12 +74,15 @@ def test_the_coverage_target_is_the_most_accurate_references_and_the_novelty_tar
     assert targets[COVERAGE] == measured["itemknn"][COVERAGE] == 3 / 20
     assert targets[NOVELTY] == measured["als"][NOVELTY]
     assert targets["ndcg@10_of_itemknn"] == measured["itemknn"]["ndcg@10"]
-    # With the accurate reference gone, ALS and popularity tie (both miss every cart): either is
-    # the most accurate, and the less demanding coverage, popularity's, is the target.
+    # With the accurate reference gone, ALS and popularity tie (both miss every cart): a list
+    # the same for everyone joins a tie only as the most accurate, so ALS's coverage is the target.
     del references["itemknn"]
     tied = reference_targets(references, split)
-    assert tied[COVERAGE] == measured["popular"][COVERAGE] == 3 / 20
-    assert "ndcg@10_of_popular" in tied
+    assert tied[COVERAGE] == measured["als"][COVERAGE] == 12 / 20
+    assert "ndcg@10_of_als" in tied
+    # Popularity ahead on its own point estimate sets the target itself.
+    references["popular"] = _lists(users, [[0, 1, 2]] * 3)
+    assert reference_targets(references, split)[COVERAGE] == 3 / 20
 
 
 def test_references_within_noise_of_the_best_are_tied() -> None:
