@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -179,6 +179,16 @@ def create_service_engine(settings: ServiceSettings) -> Engine:
     return create_db_engine(url)
 
 
+class OnlineMemo(NamedTuple):
+    """A user's session candidates and the immutable objects they were computed from."""
+
+    activity: UserActivity
+    similar: GroupedLists
+    histories: GroupedLists
+    model: SessionBlendModel | None
+    candidates: SessionCandidates
+
+
 class RecommendationService:
     """Recommendations from the published tables blended with online i2i.
 
@@ -200,12 +210,8 @@ class RecommendationService:
         self.engine = engine if engine is not None else create_service_engine(settings)
         self.events = OnlineEventsRepository(self.engine)
         self.activity = OnlineActivityCache(settings.online_events_limit, settings.online_purchases_limit)
-        # Per user with online events: (activity, similar items, histories, session model, candidates)
-        # last computed.
-        self._online_memo: dict[
-            int,
-            tuple[UserActivity, GroupedLists, GroupedLists, SessionBlendModel | None, SessionCandidates],
-        ] = {}
+        # Per user with online events: the session candidates last computed and what they came from.
+        self._online_memo: dict[int, OnlineMemo] = {}
         self.registry = ModelRegistry(open_object_store(settings.store_url, settings))
         # The published session model and its version: replaced whole (one assignment) on reload.
         self._session: tuple[ModelVersion | None, SessionBlendModel | None] = (None, None)
@@ -266,6 +272,8 @@ class RecommendationService:
             self._store = fresh
             self.metrics.reloads.labels("changed" if changed else "unchanged").inc()
             if changed:
+                # Every memo entry refers to a replaced table or model: dropping them frees those.
+                self._online_memo = {}
                 # Collect what the load left, then move what is alive now (modules, settings, the
                 # store) out of the collector's sight: the automatic full collections, which hold
                 # the GIL while every request waits, then walk only the objects made since (a
@@ -404,12 +412,12 @@ class RecommendationService:
         memo = self._online_memo.get(user_id)
         if (
             memo is not None
-            and memo[0] is activity
-            and memo[1] is similar
-            and memo[2] is histories
-            and memo[3] is model
+            and memo.activity is activity
+            and memo.similar is similar
+            and memo.histories is histories
+            and memo.model is model
         ):
-            return memo[4]
+            return memo.candidates
         session = activity.session(self.settings.session_gap_minutes * 60_000)
         earlier = np.concatenate(
             [activity.recent[session.recent.size :], self._history(store, user_id).recent]
@@ -418,7 +426,7 @@ class RecommendationService:
             session, model, similar, self.i2i_config, store.known_items, store.unavailable_items, earlier
         )
         if activity.recent.size:
-            self._online_memo[user_id] = (activity, similar, histories, model, candidates)
+            self._online_memo[user_id] = OnlineMemo(activity, similar, histories, model, candidates)
         return candidates
 
     def similar(self, item_id: int, k: int) -> list[Recommendation]:

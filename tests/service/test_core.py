@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from recsys.data.loader import load_raw_data
 from recsys.data.prepare import ITEMS, prepare_datasets
 from recsys.data.readers import read_interactions
 from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
-from recsys.publishing.catalogue import CATALOGUE
+from recsys.publishing.catalogue import CATALOGUE, SIMILAR_ITEMS
 from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
 from recsys.service.fallbacks import FallbackReason
@@ -417,6 +418,23 @@ def test_reload_swaps_only_changed_tables(core: RecommendationService, small_db:
     assert result.versions["default_recommendations"] == 2
     assert core.store.tables["ranked_recommendations"] is before.tables["ranked_recommendations"]
     assert ids(core.default(3).items) == [52]
+
+
+def test_a_reload_frees_the_tables_it_replaced(core: RecommendationService, small_db: Engine) -> None:
+    # An online visitor's request memoises its candidates with the tables they came from.
+    core.record_event(1, 10, "view", datetime(2015, 9, 1, tzinfo=UTC))
+    assert ids(core.online(1, 2).items) == [40, 41]
+    replaced = weakref.ref(core.store.lists(SIMILAR_ITEMS))
+    replaced_store = weakref.ref(core.store)
+    similar = pd.DataFrame(
+        {"item_id": [10], "similar_item_id": [51], "score": [1.0], "rank": [1], "source": ["covisitation"]}
+    )
+    publish(small_db, SIMILAR_ITEMS.name, similar)
+    assert core.reload().changed is True
+    # Neither the memo nor the collector's frozen generation keeps the old table alive.
+    assert replaced() is None
+    assert replaced_store() is None
+    assert ids(core.online(1, 1).items) == [51]
 
 
 def test_unreachable_database_keeps_the_store_and_pauses_online_reads(core: RecommendationService) -> None:
