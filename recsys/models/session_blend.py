@@ -26,7 +26,6 @@ from pydantic import Field
 
 from recsys.models.dataset import InteractionData
 from recsys.models.session_category import CategoryPopularConfig, CategoryPopularModel
-from recsys.models.similar import top_n_per_row
 from recsys.models.sknn import SessionQueries, SessionRecommender, VSKNNConfig, VSKNNModel
 from recsys.storage.object_store import ObjectStore
 
@@ -112,6 +111,5 @@ class SessionBlendModel(VSKNNModel):
         self, model: SessionRecommender, query: SessionQueries
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The ``n_candidates`` best items of one query: :meth:`recommend_sessions` without a frame."""
-        _, cols, values = top_n_per_row(model.score_matrix(query), self.config.n_candidates)
-        assert model.items is not None
-        return model.items.inverse(cols).astype(np.int64), values.astype(np.float64)
+        _, items, values = model.top_items(query, self.config.n_candidates)
+        return items, values.astype(np.float64)

@@ -24,7 +24,15 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsys.models.dataset import InteractionData
-from recsys.models.sknn import SessionConfig, SessionQueries, SessionRecommender, without_prefix_items
+from recsys.models.sknn import (
+    Entries,
+    SessionConfig,
+    SessionQueries,
+    SessionRecommender,
+    among,
+    segments,
+    summed,
+)
 
 
 class CategoryPopularConfig(SessionConfig):
@@ -78,7 +86,7 @@ class CategoryPopularModel(SessionRecommender):
             (popularity[items] / totals[category], (category, items)), shape=(n_categories, data.n_items)
         )
 
-    def score_matrix(self, queries: SessionQueries) -> sp.csr_matrix:
+    def score_entries(self, queries: SessionQueries) -> Entries:
         assert self.items is not None
         codes = self.items.transform(queries.items, unknown="mask")
         query = np.repeat(np.arange(len(queries)), np.diff(queries.offsets))
@@ -100,18 +108,26 @@ class CategoryPopularModel(SessionRecommender):
         query, codes, rank = query[recent], codes[recent], rank[recent]
         category = self.item_category[codes]
         voting = category >= 0
-        votes = sp.csr_matrix(
-            (
-                0.5 ** (rank[voting] / self.config.recency_half_life),
-                (query[voting], category[voting]),
-            ),
-            shape=(len(queries), self.shares.shape[0]),
+        rows, categories, votes = summed(
+            query[voting],
+            category[voting],
+            0.5 ** (rank[voting] / self.config.recency_half_life),
+            self.shares.shape[0],
         )
-        scores = sp.csr_matrix(votes @ self.shares)
+        # The votes times the shares: each voted category's items (an item has one category).
+        starts = self.shares.indptr[categories].astype(np.int64)
+        take, vote = segments(starts, self.shares.indptr[categories + 1] - starts)
+        n_items = self.shares.shape[1]
+        rows, cols, values = summed(
+            rows[vote],
+            self.shares.indices[take].astype(np.int64),
+            votes[vote] * self.shares.data[take],
+            n_items,
+        )
+        keep = values != 0
         if not self.config.remind:
-            scores = without_prefix_items(scores, seen_query, seen_codes)
-        scores.eliminate_zeros()
-        return scores
+            keep &= ~among(rows, cols, seen_query, seen_codes, n_items)
+        return rows[keep], cols[keep], values[keep]
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         return {
