@@ -12,6 +12,10 @@ The model keeps each category's ``top_items`` most popular available items as a 
 categories × items matrix, so a prefix costs one sparse row times that matrix: at most
 ``n_recent × top_items`` products, whatever the data size. Items without a category vote for
 nothing (they still take a place among the ``n_recent`` latest).
+
+It also keeps each item's price level within its category (log price in standard deviations
+of its category's, :attr:`CategoryPopularModel.price_level`): visitors keep to a price level,
+and the served blend favours candidates near the session's (:meth:`price_level_of`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class CategoryPopularModel(SessionRecommender):
         # Item code → category row (-1: no category); categories × items shares of the top items.
         self.item_category = np.empty(0, dtype=np.int64)
         self.shares = sp.csr_matrix((0, 0), dtype=np.float64)
+        # Item code → log price in standard deviations of its category's (NaN: unknown).
+        self.price_level = np.empty(0, dtype=np.float64)
 
     def _fit(self, data: InteractionData) -> None:
         frame = data.interactions
@@ -85,6 +91,23 @@ class CategoryPopularModel(SessionRecommender):
         self.shares = sp.csr_matrix(
             (popularity[items] / totals[category], (category, items)), shape=(n_categories, data.n_items)
         )
+        self.price_level = _price_levels(data, self.item_category, n_categories)
+
+    def price_level_of(self, items_newest_first: npt.ArrayLike) -> float:
+        """The mean price level of the session's ``n_recent`` latest distinct items with one (NaN: none)."""
+        assert self.items is not None
+        codes = self.items.transform(items_newest_first, unknown="mask")
+        codes = codes[codes >= 0]
+        _, first = np.unique(codes, return_index=True)
+        levels = self.price_level[codes[np.sort(first)][: self.config.n_recent]]
+        levels = levels[~np.isnan(levels)]
+        return float(levels.mean()) if levels.size else float("nan")
+
+    def price_levels(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The price level of each item (NaN: unknown)."""
+        assert self.items is not None
+        codes = self.items.transform(item_ids, unknown="mask")
+        return np.where(codes >= 0, self.price_level[np.maximum(codes, 0)], np.nan)
 
     def score_entries(self, queries: SessionQueries) -> Entries:
         assert self.items is not None
@@ -136,9 +159,38 @@ class CategoryPopularModel(SessionRecommender):
             "indices": self.shares.indices,
             "shares": self.shares.data,
             "shape": np.array(self.shares.shape, dtype=np.int64),
+            "price_level": self.price_level,
         }
 
     def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
         shape = tuple(int(x) for x in state["shape"])
         self.item_category = state["item_category"]
         self.shares = sp.csr_matrix((state["shares"], state["indices"], state["indptr"]), shape=shape)
+        # Versions published before price levels were kept have none: every level unknown.
+        self.price_level = state.get("price_level", np.full(self.item_category.size, np.nan))
+
+
+def _price_levels(
+    data: InteractionData, item_category: npt.NDArray[np.int64], n_categories: int
+) -> npt.NDArray[np.float64]:
+    """Each item's log price minus its category's mean, over the category's standard deviation
+    (NaN without a price, a category, or a category with a spread)."""
+    price = (
+        data.items["price"].reindex(data.item_codes.ids).to_numpy(dtype=np.float64, na_value=np.nan)
+        if "price" in data.items.columns
+        else np.full(data.n_items, np.nan)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_price = np.where(price > 0, np.log(price), np.nan)
+    priced = ~np.isnan(log_price) & (item_category >= 0)
+    category = item_category[priced]
+    count = np.bincount(category, minlength=n_categories)
+    total = np.bincount(category, weights=log_price[priced], minlength=n_categories)
+    squares = np.bincount(category, weights=log_price[priced] ** 2, minlength=n_categories)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / count
+        spread = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        levels = np.full(item_category.size, np.nan)
+        levels[priced] = (log_price[priced] - mean[category]) / spread[category]
+    levels[~np.isfinite(levels)] = np.nan
+    return levels
