@@ -18,7 +18,8 @@ session's categories, popularity. The search is coordinate-wise:
    MRR@20 (no strip, no reminders);
 2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together, plus the weights that
    reproduce V-SKNN with reminders: best discovery MRR@20 among those whose cart HR@10 is at
-   least the best single method's; if none is, the best cart HR@10.
+   least the best single method's; if none is, the best cart HR@10. The strip's ranks reach
+   10: a strip at ranks 9–10 still counts for cart HR@10 and moves fewer discovery items.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ OFFLINE_SHARES = (0.0, 0.1, 0.25, 0.5)
 REMINDER_WEIGHTS = (0.0, 0.3, 1.0)
 EARLIER_LENGTHS = (0, 1, 2, 3, 5)
 STRIP_LENGTHS = (0, 1, 2, 3, 5, 10)
-STRIP_RANKS = (1, 2, 4, 8)
+STRIP_RANKS = (1, 2, 4, 8, 9, 10)
 GOAL = "discovery_mrr@20"
 CART = "cart_hr@10"
 
