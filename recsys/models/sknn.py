@@ -54,7 +54,7 @@ from pydantic import Field
 
 from recsys.models.base import ModelConfig, ModelError, Recommender
 from recsys.models.dataset import InteractionData
-from recsys.models.similar import top_n_of
+from recsys.models.similar import top_n_of, top_n_per_row
 from recsys.models.topk import with_ranks
 
 # How an item of the prefix is weighted by its position (reference names; the position is
@@ -254,8 +254,7 @@ class SessionRecommender(Recommender):
             if self.config.available_only and unavailable.any():
                 scores = sp.csr_matrix(scores - scores.multiply(unavailable[None, :].astype(np.float64)))
             scores.eliminate_zeros()
-            coo = scores.tocoo()
-            rows, cols, values = top_n_of(coo.row, coo.col, coo.data, k)
+            rows, cols, values = top_n_per_row(scores, k)
             parts.append(
                 pd.DataFrame(
                     {"user_id": batch.keys[rows], "item_id": self.items.inverse(cols), "score": values}
