@@ -17,7 +17,7 @@ Methods, each given the prefix of the running session:
 * ``vsknn`` / ``stan`` — session kNN (:mod:`recsys.models.sknn`) with the reference's
   reminders, and ``vsknn_discovery`` / ``stan_discovery`` without them;
 * ``category_popular`` — the items most popular in the categories of the session's latest items
-  (:mod:`recsys.models.session_category`, the settings the served blend uses);
+  (:mod:`recsys.models.session_category`, the settings of the session model stage 6 published);
 * ``service_online`` / ``service_personalized`` — a :class:`RecommendationService` on the
   pipeline's tables, fed the visitors' test-window events one by one and asked at every prefix
   (``/online`` and the personalised endpoint: the code the service runs, not a copy).
@@ -60,7 +60,7 @@ from recsys.evaluation.sessions import (
 from recsys.models.als import ALSModel
 from recsys.models.dataset import InteractionData
 from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
-from recsys.models.session_blend import BLEND_WEIGHTS, SESSION_BLEND_MODEL, SessionBlendWeights
+from recsys.models.session_blend import BLEND_WEIGHTS, SESSION_BLEND_MODEL, SessionBlendModel
 from recsys.models.session_category import CategoryPopularModel
 from recsys.models.similar import covisitation_similar_items
 from recsys.models.sknn import SessionQueries, STANConfig, STANModel, VSKNNConfig, VSKNNModel
@@ -216,6 +216,8 @@ def main() -> None:
         context = RunContext(settings, cut.to_pydatetime())
         _, als = context.registry.load_current(ALS_MODEL)
         assert isinstance(als, ALSModel)
+        _, published = context.registry.load_current(SESSION_BLEND_MODEL)
+        assert isinstance(published, SessionBlendModel)
         n_similar = settings.n_similar_items
         timed("recently_seen", lambda: recently_seen(prefix_events, K))
         timed(
@@ -231,7 +233,7 @@ def main() -> None:
             "vsknn_discovery": VSKNNModel(VSKNNConfig(remind=False)),
             "stan": STANModel(),
             "stan_discovery": STANModel(STANConfig(remind=False)),
-            "category_popular": CategoryPopularModel(SessionBlendWeights().category),
+            "category_popular": CategoryPopularModel(published.config.category),
         }
         for name, model in models.items():
             timed(

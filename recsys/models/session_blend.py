@@ -7,15 +7,16 @@ session's own items, the "reminders", are kept apart from the others) holding a
 category's popular items the service needs, published with it), whose configuration also
 carries the weights of the served blend (:func:`recsys.service.blending.session_blend`): how
 much the reminders, co-visitation neighbours and the category's popular items add to the
-session neighbours' scores, how long the "recently viewed, not yet bought" strip is and at
-which rank it starts, and what share of the list the offline list of a returning visitor
-keeps. The pipeline chooses those weights on validation sessions
-(:mod:`recsys.pipeline.session_blend`) and publishes the model like the others, so the service
-loads the sessions and the weights together, as one version.
+session neighbours' scores, how much candidates near the session's price level are favoured,
+how long the "recently viewed, not yet bought" strip is and at which rank it starts, and what
+share of the list the offline list of a returning visitor keeps. The pipeline chooses those
+weights on validation sessions (:mod:`recsys.pipeline.session_blend`) and publishes the model
+like the others, so the service loads the sessions and the weights together, as one version.
 
 Memory: the model holds the training window's sessions of 2+ distinct items as a sparse
 matrix plus each item's ``sample_size`` latest sessions, about 20 bytes per (session, item)
-pair, plus each category's ``top_items`` best items: bounded by the training window, not by traffic.
+pair, plus each category's ``top_items`` best items and a price level per item: bounded by the
+training window, not by traffic.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from pydantic import Field
 
 from recsys.models.dataset import InteractionData
 from recsys.models.session_category import CategoryPopularConfig, CategoryPopularModel
-from recsys.models.similar import top_n_per_row
 from recsys.models.sknn import SessionQueries, SessionRecommender, VSKNNConfig, VSKNNModel
 from recsys.storage.object_store import ObjectStore
 
@@ -51,6 +51,10 @@ class SessionBlendWeights(VSKNNConfig):
     category_weight: float = Field(
         0.0, ge=0, description="popular-in-the-session's-categories scores added (scaled to their best)"
     )
+    price_weight: float = Field(
+        0.0, ge=0, le=1, description="how much the fused scores favour the session's price level (0: not)"
+    )
+    price_width: float = Field(1.0, gt=0, description="price-level gap (category sd) where the fit is 0.61")
     category: CategoryPopularConfig = Field(default_factory=CategoryPopularConfig)
     offline_share: float = Field(
         0.5, ge=0, le=1, description="share of slots the returning visitor's offline list takes"
@@ -68,6 +72,8 @@ BLEND_WEIGHTS = frozenset(
         "reminder_weight",
         "covisitation_weight",
         "category_weight",
+        "price_weight",
+        "price_width",
         "offline_share",
     }
 )
@@ -112,6 +118,5 @@ class SessionBlendModel(VSKNNModel):
         self, model: SessionRecommender, query: SessionQueries
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The ``n_candidates`` best items of one query: :meth:`recommend_sessions` without a frame."""
-        _, cols, values = top_n_per_row(model.score_matrix(query), self.config.n_candidates)
-        assert model.items is not None
-        return model.items.inverse(cols).astype(np.int64), values.astype(np.float64)
+        _, items, values = model.top_items(query, self.config.n_candidates)
+        return items, values.astype(np.float64)

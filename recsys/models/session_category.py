@@ -12,6 +12,10 @@ The model keeps each category's ``top_items`` most popular available items as a 
 categories × items matrix, so a prefix costs one sparse row times that matrix: at most
 ``n_recent × top_items`` products, whatever the data size. Items without a category vote for
 nothing (they still take a place among the ``n_recent`` latest).
+
+It also keeps each item's price level within its category (log price in standard deviations
+of its category's, :attr:`CategoryPopularModel.price_level`): visitors keep to a price level,
+and the served blend favours candidates near the session's (:meth:`price_level_of`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recsys.models.dataset import InteractionData
-from recsys.models.sknn import SessionConfig, SessionQueries, SessionRecommender, without_prefix_items
+from recsys.models.sknn import (
+    Entries,
+    SessionConfig,
+    SessionQueries,
+    SessionRecommender,
+    among,
+    segments,
+    summed,
+)
 
 
 class CategoryPopularConfig(SessionConfig):
@@ -49,6 +61,8 @@ class CategoryPopularModel(SessionRecommender):
         # Item code → category row (-1: no category); categories × items shares of the top items.
         self.item_category = np.empty(0, dtype=np.int64)
         self.shares = sp.csr_matrix((0, 0), dtype=np.float64)
+        # Item code → log price in standard deviations of its category's (NaN: unknown).
+        self.price_level = np.empty(0, dtype=np.float64)
 
     def _fit(self, data: InteractionData) -> None:
         frame = data.interactions
@@ -77,8 +91,25 @@ class CategoryPopularModel(SessionRecommender):
         self.shares = sp.csr_matrix(
             (popularity[items] / totals[category], (category, items)), shape=(n_categories, data.n_items)
         )
+        self.price_level = _price_levels(data, self.item_category, n_categories)
 
-    def score_matrix(self, queries: SessionQueries) -> sp.csr_matrix:
+    def price_level_of(self, items_newest_first: npt.ArrayLike) -> float:
+        """The mean price level of the session's ``n_recent`` latest distinct items with one (NaN: none)."""
+        assert self.items is not None
+        codes = self.items.transform(items_newest_first, unknown="mask")
+        codes = codes[codes >= 0]
+        _, first = np.unique(codes, return_index=True)
+        levels = self.price_level[codes[np.sort(first)][: self.config.n_recent]]
+        levels = levels[~np.isnan(levels)]
+        return float(levels.mean()) if levels.size else float("nan")
+
+    def price_levels(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The price level of each item (NaN: unknown)."""
+        assert self.items is not None
+        codes = self.items.transform(item_ids, unknown="mask")
+        return np.where(codes >= 0, self.price_level[np.maximum(codes, 0)], np.nan)
+
+    def score_entries(self, queries: SessionQueries) -> Entries:
         assert self.items is not None
         codes = self.items.transform(queries.items, unknown="mask")
         query = np.repeat(np.arange(len(queries)), np.diff(queries.offsets))
@@ -100,18 +131,26 @@ class CategoryPopularModel(SessionRecommender):
         query, codes, rank = query[recent], codes[recent], rank[recent]
         category = self.item_category[codes]
         voting = category >= 0
-        votes = sp.csr_matrix(
-            (
-                0.5 ** (rank[voting] / self.config.recency_half_life),
-                (query[voting], category[voting]),
-            ),
-            shape=(len(queries), self.shares.shape[0]),
+        rows, categories, votes = summed(
+            query[voting],
+            category[voting],
+            0.5 ** (rank[voting] / self.config.recency_half_life),
+            self.shares.shape[0],
         )
-        scores = sp.csr_matrix(votes @ self.shares)
+        # The votes times the shares: each voted category's items (an item has one category).
+        starts = self.shares.indptr[categories].astype(np.int64)
+        take, vote = segments(starts, self.shares.indptr[categories + 1] - starts)
+        n_items = self.shares.shape[1]
+        rows, cols, values = summed(
+            rows[vote],
+            self.shares.indices[take].astype(np.int64),
+            votes[vote] * self.shares.data[take],
+            n_items,
+        )
+        keep = values != 0
         if not self.config.remind:
-            scores = without_prefix_items(scores, seen_query, seen_codes)
-        scores.eliminate_zeros()
-        return scores
+            keep &= ~among(rows, cols, seen_query, seen_codes, n_items)
+        return rows[keep], cols[keep], values[keep]
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
         return {
@@ -120,9 +159,38 @@ class CategoryPopularModel(SessionRecommender):
             "indices": self.shares.indices,
             "shares": self.shares.data,
             "shape": np.array(self.shares.shape, dtype=np.int64),
+            "price_level": self.price_level,
         }
 
     def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
         shape = tuple(int(x) for x in state["shape"])
         self.item_category = state["item_category"]
         self.shares = sp.csr_matrix((state["shares"], state["indices"], state["indptr"]), shape=shape)
+        # Versions published before price levels were kept have none: every level unknown.
+        self.price_level = state.get("price_level", np.full(self.item_category.size, np.nan))
+
+
+def _price_levels(
+    data: InteractionData, item_category: npt.NDArray[np.int64], n_categories: int
+) -> npt.NDArray[np.float64]:
+    """Each item's log price minus its category's mean, over the category's standard deviation
+    (NaN without a price, a category, or a category with a spread)."""
+    price = (
+        data.items["price"].reindex(data.item_codes.ids).to_numpy(dtype=np.float64, na_value=np.nan)
+        if "price" in data.items.columns
+        else np.full(data.n_items, np.nan)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_price = np.where(price > 0, np.log(price), np.nan)
+    priced = ~np.isnan(log_price) & (item_category >= 0)
+    category = item_category[priced]
+    count = np.bincount(category, minlength=n_categories)
+    total = np.bincount(category, weights=log_price[priced], minlength=n_categories)
+    squares = np.bincount(category, weights=log_price[priced] ** 2, minlength=n_categories)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / count
+        spread = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        levels = np.full(item_category.size, np.nan)
+        levels[priced] = (log_price[priced] - mean[category]) / spread[category]
+    levels[~np.isfinite(levels)] = np.nan
+    return levels

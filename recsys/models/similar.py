@@ -29,8 +29,16 @@ def top_n_per_row(
     Returns row indices, column indices and values, rows ascending and values descending within a row.
     """
     coo = matrix.tocoo()
-    order = np.lexsort((coo.col, -coo.data, coo.row))
-    rows, cols, values = coo.row[order], coo.col[order], coo.data[order]
+    return top_n_of(coo.row, coo.col, coo.data, n)
+
+
+def top_n_of(
+    rows: npt.NDArray[np.integer], cols: npt.NDArray[np.integer], values: npt.NDArray[np.floating], n: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """:func:`top_n_per_row` of a matrix given as its entries (``rows, cols, values``, any order;
+    no two with the same row and column), without building it."""
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
     starts = np.searchsorted(rows, rows, side="left")
     keep = (np.arange(rows.size) - starts) < n
     return rows[keep].astype(np.int64), cols[keep].astype(np.int64), values[keep].astype(np.float32)

@@ -32,7 +32,9 @@ keeps the ``sample_size`` most recent sessions containing it (an item-to-session
 (a session with ``sample_size`` more recent candidates above it would be beyond the cut of
 every item it shares), so a request touches at most ``len(prefix) × sample_size`` sessions,
 whatever the data size, and the similarities of step 2 are exact. Every step runs on whole
-batches of prefixes with sparse products and segment reductions, no loop over sessions.
+batches of prefixes with segment gathers and reductions in plain numpy over the CSR arrays
+(no sparse matrix built per call: the service scores one prefix per request, and a single
+prefix scores bit-identically alone or in a batch), no loop over sessions.
 The reference's final ``normalize`` (division by the top score) does not change the order
 and is left out; its experimental options (dwelling time, time weighting, random sampling)
 are not offered.
@@ -52,7 +54,7 @@ from pydantic import Field
 
 from recsys.models.base import ModelConfig, ModelError, Recommender
 from recsys.models.dataset import InteractionData
-from recsys.models.similar import top_n_per_row
+from recsys.models.similar import top_n_of, top_n_per_row
 from recsys.models.topk import with_ranks
 
 # How an item of the prefix is weighted by its position (reference names; the position is
@@ -64,6 +66,9 @@ PositionWeighting = Literal["same", "div", "quadratic", "log"]
 StepDecay = Literal["same", "div", "quadratic", "log"]
 
 MS_PER_DAY = 86_400_000
+
+# Sparse scores as their entries: rows, columns, values (see :func:`summed`).
+Entries = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
 
 
 def position_weights(
@@ -186,8 +191,25 @@ class SessionRecommender(Recommender):
     config: SessionConfig
 
     @abstractmethod
+    def score_entries(self, queries: SessionQueries) -> Entries:
+        """Scores of the items (model codes) for a batch of prefixes: the nonzero entries of the
+        queries × items matrix, by row then column, each once. Plain numpy over the model's
+        arrays, no sparse matrix built: the service scores one prefix per request, where
+        scipy's per-call overhead would be most of the cost."""
+
     def score_matrix(self, queries: SessionQueries) -> sp.csr_matrix:
-        """Scores of every item (model codes) for a batch of prefixes: queries × items, sparse."""
+        """:meth:`score_entries` as a queries × items sparse matrix."""
+        assert self.items is not None
+        rows, cols, values = self.score_entries(queries)
+        return sp.csr_matrix((values, (rows, cols)), shape=(len(queries), len(self.items)))
+
+    def top_items(
+        self, queries: SessionQueries, n: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The ``n`` best items of every prefix: query index, item id, score; best first per query."""
+        assert self.items is not None
+        rows, cols, values = top_n_of(*self.score_entries(queries), n)
+        return rows, self.items.inverse(cols), values
 
     def recommend_sessions(self, queries: SessionQueries, k: int) -> pd.DataFrame:
         """Top-``k`` items for every prefix: ``session_id`` (the query key), ``item_id``, ``score``, ``rank``.
@@ -200,15 +222,13 @@ class SessionRecommender(Recommender):
         parts = []
         size = self.config.batch_size
         for start in range(0, len(queries), size):
-            scores = self.score_matrix(_slice(queries, start, start + size))
-            rows, cols, values = top_n_per_row(scores, k)
-            parts.append((queries.keys[start + rows], cols, values))
+            rows, items, values = self.top_items(_slice(queries, start, start + size), k)
+            parts.append((queries.keys[start + rows], items, values))
         keys = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, dtype=np.int64)
-        assert self.items is not None
         frame = pd.DataFrame(
             {
                 "session_id": keys,
-                "item_id": self.items.inverse(np.concatenate([p[1] for p in parts]) if parts else keys),
+                "item_id": np.concatenate([p[1] for p in parts]) if parts else keys,
                 "score": (np.concatenate([p[2] for p in parts]) if parts else np.empty(0)).astype(np.float32),
             }
         )
@@ -249,12 +269,35 @@ class SessionRecommender(Recommender):
         return with_ranks(frame, "user_id")
 
 
-def without_prefix_items(
-    scores: sp.csr_matrix, rows: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
-) -> sp.csr_matrix:
-    """``scores`` without the (query, item) pairs of the prefixes (``remind=False``)."""
-    seen = sp.csr_matrix((np.ones(rows.size), (rows, items)), shape=scores.shape)
-    return sp.csr_matrix(scores - scores.multiply(seen > 0))
+def summed(
+    rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], values: npt.NDArray[np.float64], n_cols: int
+) -> Entries:
+    """Entries of a sparse matrix given with repeats: each (row, column) once, by row then column,
+    its values summed in the order given (so one query scores alike alone or in a batch)."""
+    keys = rows * n_cols + cols
+    distinct, slot = np.unique(keys, return_inverse=True)
+    total = np.bincount(slot, weights=values, minlength=distinct.size).astype(np.float64, copy=False)
+    return distinct // n_cols, distinct % n_cols, total
+
+
+def among(
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    other_rows: npt.NDArray[np.int64],
+    other_cols: npt.NDArray[np.int64],
+    n_cols: int,
+) -> npt.NDArray[np.bool_]:
+    """Whether each (row, column) pair is one of the other pairs (e.g. a prefix's own items)."""
+    return np.isin(rows * n_cols + cols, other_rows * n_cols + other_cols)
+
+
+def segments(
+    starts: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The positions ``starts[s] .. starts[s] + sizes[s] - 1`` of every segment ``s``, one after
+    the other, and the segment of each (e.g. the entries of some rows of a CSR matrix)."""
+    segment = np.repeat(np.arange(sizes.size), sizes)
+    return np.arange(segment.size) - np.repeat(np.cumsum(sizes) - sizes, sizes) + starts[segment], segment
 
 
 class SessionKNN(SessionRecommender):
@@ -315,7 +358,9 @@ class SessionKNN(SessionRecommender):
         self._index()
 
     def _index(self) -> None:
-        """Each item's ``sample_size`` most recent sessions (items × sessions, columns ascending)."""
+        """Each item's ``sample_size`` most recent sessions (items × sessions, columns ascending);
+        the sessions' items sorted too (:meth:`_shared` looks them up by binary search)."""
+        self.sessions.sort_indices()
         postings = self.sessions.T.tocsr()
         postings.sort_indices()
         counts = np.diff(postings.indptr)
@@ -327,36 +372,23 @@ class SessionKNN(SessionRecommender):
         )
 
     # -- scoring -----------------------------------------------------------------------------
-    def score_matrix(self, queries: SessionQueries) -> sp.csr_matrix:
+    def score_entries(self, queries: SessionQueries) -> Entries:
         prefixes = self._encode(queries)
         n_items = self.sessions.shape[1]
+        none = np.empty(0, dtype=np.int64)
         if prefixes.row.size == 0 or self.sessions.shape[0] == 0:
-            return sp.csr_matrix((prefixes.n, n_items), dtype=np.float64)
+            return none, none, np.empty(0)
         row, session, similarity = self._neighbours(prefixes)
-        if row.size == 0:
-            # No neighbour at all (e.g. the items only occur in one-item sessions); scipy's
-            # fancy indexing of an empty selection returns a matrix, not an array.
-            return sp.csr_matrix((prefixes.n, n_items), dtype=np.float64)
-        # Expand every (query, neighbour) pair over the neighbour's items.
-        starts, ends = self.sessions.indptr[session], self.sessions.indptr[session + 1]
-        sizes = ends - starts
-        pair = np.repeat(np.arange(session.size), sizes)
-        take = (
-            np.arange(int(sizes.sum()))
-            - np.repeat(np.cumsum(sizes) - sizes, sizes)
-            + np.repeat(starts, sizes)
-        )
+        # Expand every (query, neighbour) pair over the neighbour's items (by item: sorted rows).
+        starts = self.sessions.indptr[session].astype(np.int64)
+        take, pair = segments(starts, self.sessions.indptr[session + 1] - starts)
         item = self.sessions.indices[take].astype(np.int64)
         votes = self._votes(prefixes, row, session, similarity, pair, item, self.sessions.data[take])
-        scores = sp.csr_matrix((votes, (row[pair], item)), shape=(prefixes.n, n_items))
-        mask = self.blocked.astype(np.float64)
+        rows, cols, values = summed(row[pair], item, votes, n_items)
+        keep = ~self.blocked[cols] & (values != 0)
         if not self.config.remind:
-            scores = without_prefix_items(scores, prefixes.row, prefixes.item)
-        if mask.any():
-            scores = scores - scores.multiply(mask[None, :])
-        scores = sp.csr_matrix(scores)
-        scores.eliminate_zeros()
-        return scores
+            keep &= ~among(rows, cols, prefixes.row, prefixes.item, n_items)
+        return rows[keep], cols[keep], values[keep]
 
     def _encode(self, queries: SessionQueries) -> _Prefixes:
         """Known items of each prefix, positions renumbered over them, reduced to distinct items."""
@@ -383,16 +415,20 @@ class SessionKNN(SessionRecommender):
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The ``k`` nearest of the ``sample_size`` most recent candidates: query, session, similarity."""
         weights = self._prefix_weights(prefixes)
-        vectors = sp.csr_matrix(
-            (weights, (prefixes.row, prefixes.item)), shape=(prefixes.n, self.sessions.shape[1])
+        # The prefix vectors times the postings: each prefix item's weight to its recent sessions.
+        starts = self._postings.indptr[prefixes.item].astype(np.int64)
+        take, entry = segments(starts, self._postings.indptr[prefixes.item + 1] - starts)
+        row, session, dot = summed(
+            prefixes.row[entry],
+            self._postings.indices[take].astype(np.int64),
+            weights[entry],
+            self.sessions.shape[0],
         )
-        dot = (vectors @ self._postings).tocsr()
-        dot.sort_indices()
-        counts = np.diff(dot.indptr)
-        keep = np.arange(dot.nnz) >= np.repeat(dot.indptr[1:] - self.config.sample_size, counts)
-        row = np.repeat(np.arange(prefixes.n), counts)[keep]
-        session = dot.indices[keep].astype(np.int64)
-        similarity = self._similarity(prefixes, weights, row, session, dot.data[keep])
+        # Sessions ascend with recency within a query: keep its last sample_size.
+        counts = np.bincount(row, minlength=prefixes.n)
+        keep = np.arange(row.size) >= np.repeat(np.cumsum(counts) - self.config.sample_size, counts)
+        row, session = row[keep], session[keep]
+        similarity = self._similarity(prefixes, weights, row, session, dot[keep])
         # Best first, the more recent session on ties; then the first k of every query.
         order = np.lexsort((-session, -similarity, row))
         row, session, similarity = row[order], session[order], similarity[order]
@@ -401,20 +437,26 @@ class SessionKNN(SessionRecommender):
         return row[chosen], session[chosen], similarity[chosen]
 
     def _shared(
-        self, prefixes: _Prefixes, row: npt.NDArray[np.int64], session: npt.NDArray[np.int64]
+        self,
+        prefixes: _Prefixes,
+        row: npt.NDArray[np.int64],
+        pair: npt.NDArray[np.int64],
+        item: npt.NDArray[np.int64],
+        position: npt.NDArray[np.float32],
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """For each (query, neighbour) pair, every distinct prefix item: pair index, its position in
-        the prefix, its last position in the neighbour (0 when the neighbour lacks it)."""
+        the prefix, its last position in the neighbour (0 when the neighbour lacks it); ``pair,
+        item, position``: the neighbours' items, by pair then item (see :meth:`score_entries`)."""
         first = np.searchsorted(prefixes.row, np.arange(prefixes.n + 1))
-        sizes = first[row + 1] - first[row]
-        pair = np.repeat(np.arange(row.size), sizes)
-        index = (
-            np.arange(int(sizes.sum()))
-            - np.repeat(np.cumsum(sizes) - sizes, sizes)
-            + np.repeat(first[row], sizes)
-        )
-        in_neighbour = np.asarray(self.sessions[session[pair], prefixes.item[index]]).ravel()
-        return pair, prefixes.position[index], in_neighbour.astype(np.float64)
+        index, shared = segments(first[row], first[row + 1] - first[row])
+        # Look the prefix items up among the neighbours' items, both keyed by (pair, item).
+        n_items = self.sessions.shape[1]
+        held = pair * n_items + item
+        wanted = shared * n_items + prefixes.item[index]
+        # (No pairs, no wanted keys: the empty lookup stays empty.)
+        at = np.minimum(np.searchsorted(held, wanted), held.size - 1)
+        in_neighbour = np.where(held[at] == wanted, position[at], 0.0)
+        return shared, prefixes.position[index], in_neighbour.astype(np.float64)
 
     @abstractmethod
     def _prefix_weights(self, prefixes: _Prefixes) -> npt.NDArray[np.float64]:
@@ -506,7 +548,7 @@ class VSKNNModel(SessionKNN):
         item: npt.NDArray[np.int64],
         position: npt.NDArray[np.float32],
     ) -> npt.NDArray[np.float64]:
-        shared_pair, prefix_position, in_neighbour = self._shared(prefixes, row, session)
+        shared_pair, prefix_position, in_neighbour = self._shared(prefixes, row, pair, item, position)
         # The latest prefix position the neighbour holds: step 1 = the prefix's last event.
         latest = np.zeros(row.size)
         np.maximum.at(latest, shared_pair, np.where(in_neighbour > 0, prefix_position, 0.0))
@@ -565,7 +607,7 @@ class STANModel(SessionKNN):
         if self.config.lambda_inh is None:
             result: npt.NDArray[np.float64] = votes
             return result
-        shared_pair, _, in_neighbour = self._shared(prefixes, row, session)
+        shared_pair, _, in_neighbour = self._shared(prefixes, row, pair, item, position)
         # p*: the last position in the neighbour of an item the prefix holds.
         anchor = np.zeros(row.size)
         np.maximum.at(anchor, shared_pair, in_neighbour)

@@ -10,13 +10,16 @@ is served. The single methods are scored on the same prefixes, from the same can
 recently seen (the strip), V-SKNN with and without reminders, co-visitation, popular in the
 session's categories, popularity. The search is coordinate-wise:
 
-1. ``category_weight``, then ``covisitation_weight``, then ``offline_share`` (the offline list of
-   a returning visitor is the neighbours of their training history, what the service serves
-   users without a published list), then ``earlier_length`` and ``earlier_rank`` together:
-   best discovery MRR@20 (no strip, no reminders);
+1. ``category_weight``, then ``price_weight`` and ``price_width`` together, then
+   ``category_weight`` again (the price fit reorders what it adds), then
+   ``covisitation_weight``, then ``offline_share`` (the offline list of a returning visitor is
+   the neighbours of their training history, what the service serves users without a
+   published list), then ``earlier_length`` and ``earlier_rank`` together: best discovery
+   MRR@20 (no strip, no reminders);
 2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together, plus the weights that
    reproduce V-SKNN with reminders: best discovery MRR@20 among those whose cart HR@10 is at
-   least the best single method's; if none is, the best cart HR@10.
+   least the best single method's; if none is, the best cart HR@10. The strip's ranks reach
+   10: a strip at ranks 9–10 still counts for cart HR@10 and moves fewer discovery items.
 """
 
 from __future__ import annotations
@@ -53,13 +56,15 @@ from recsys.service.store import Candidates, GroupedLists, compact_ids
 logger = logging.getLogger(__name__)
 
 K = 20
-CATEGORY_WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
+CATEGORY_WEIGHTS = (0.0, 0.3, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+PRICE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+PRICE_WIDTHS = (0.5, 1.0, 1.5, 2.0, 4.0)
 COVISITATION_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 OFFLINE_SHARES = (0.0, 0.1, 0.25, 0.5)
 REMINDER_WEIGHTS = (0.0, 0.3, 1.0)
 EARLIER_LENGTHS = (0, 1, 2, 3, 5)
 STRIP_LENGTHS = (0, 1, 2, 3, 5, 10)
-STRIP_RANKS = (1, 2, 4, 8)
+STRIP_RANKS = (1, 2, 4, 8, 9, 10)
 GOAL = "discovery_mrr@20"
 CART = "cart_hr@10"
 
@@ -132,6 +137,13 @@ def tune_session_blend(
     best = base.model_copy(
         update={"strip_length": 0, "offline_share": 0.0, "reminder_weight": 0.0, "covisitation_weight": 0.0}
     )
+    best = _best(best, "category_weight", CATEGORY_WEIGHTS, score)
+    prices = [
+        best.model_copy(update={"price_weight": weight, "price_width": width})
+        for weight, width in product(PRICE_WEIGHTS, PRICE_WIDTHS)
+        if weight > 0 or width == PRICE_WIDTHS[0]
+    ]
+    best = max(prices, key=lambda weights: score(weights)[GOAL])
     for field, values in (
         ("category_weight", CATEGORY_WEIGHTS),
         ("covisitation_weight", COVISITATION_WEIGHTS),
@@ -156,6 +168,7 @@ def tune_session_blend(
                 "reminder_weight": 1.0,
                 "covisitation_weight": 0.0,
                 "category_weight": 0.0,
+                "price_weight": 0.0,
                 "offline_share": 0.0,
                 "earlier_length": 0,
                 "strip_length": 0,

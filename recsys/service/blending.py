@@ -24,8 +24,11 @@ first gap of ``session_gap_minutes``) drives the list (:func:`session_blend`):
    one (V-SKNN's scores of the session's own items, the reminders, count ``reminder_weight``
    times), plus ``covisitation_weight`` × the online i2i scores of the session's items and
    ``category_weight`` × the scores of the items popular in the session's categories, each
-   scaled likewise; what the visitor bought is left out, and the session's own items unless
-   they are reminders;
+   scaled likewise; each sum times ``1 - price_weight + price_weight × fit``, with ``fit`` =
+   ``exp(-gap² / 2 price_width²)`` and ``gap`` the item's price level minus the session's
+   (:meth:`~recsys.models.session_category.CategoryPopularModel.price_level_of`; visitors keep
+   to a price level; items without one fit); what the visitor bought is left out, and the
+   session's own items unless they are reminders;
 2. the offline list of a returning visitor takes ``offline_share`` of the slots by the
    weighted interleaving above (discovery asked first);
 3. the visitor's ``earlier_length`` latest items viewed before the running session (earlier
@@ -65,6 +68,8 @@ SESSION_KNN = "session_knn"
 SESSION_CATEGORY = "session_category"
 RECENTLY_VIEWED = "recently_viewed"
 VIEWED_BEFORE = "viewed_before"
+# Not a list shown: the price-level gaps of the discovery candidates.
+PRICE_GAP = "price_gap"
 
 
 # An item of a list being blended: item id, score, label.
@@ -221,6 +226,9 @@ class SessionCandidates:
     earlier : Candidates
         The visitor's distinct items viewed before the session, newest first, without the
         session's, bought or unavailable ones.
+    price_gaps : Candidates
+        The discovery candidates with a price level (items ascending) and, as scores, their
+        level minus the session's (none when the session has no level).
     """
 
     strip: Candidates
@@ -229,6 +237,7 @@ class SessionCandidates:
     covisitation: Candidates
     category: Candidates
     earlier: Candidates
+    price_gaps: Candidates
     # Discovery lists already fused, by weights (see discovery_list).
     fused: dict[tuple[float, ...], Candidates] = field(default_factory=dict, compare=False)
 
@@ -242,6 +251,7 @@ class SessionCandidates:
             Candidates.empty(ONLINE_I2I),
             Candidates.empty(SESSION_CATEGORY),
             Candidates.empty(VIEWED_BEFORE),
+            Candidates.empty(PRICE_GAP),
         )
 
 
@@ -278,6 +288,8 @@ def session_candidates(
     neighbours = Candidates.empty(SESSION_KNN)
     reminders = Candidates.empty(RECENTLY_VIEWED)
     category = Candidates.empty(SESSION_CATEGORY)
+    price_gaps = Candidates.empty(PRICE_GAP)
+    covisitation = online_i2i(session, similar, config).without(excluded)
     if model is not None:
         timestamp = int(session.timestamps[0]) if session.timestamps.size else 0
         items, scores = model.neighbours_of(session.recent, timestamp)
@@ -289,7 +301,10 @@ def session_candidates(
         items, scores = model.category_items_of(session.recent)
         category = Candidates(SESSION_CATEGORY, items, scores.astype(np.float32)).without(excluded)
         category = category.without(unavailable)
-    covisitation = online_i2i(session, similar, config).without(excluded)
+        pool = np.union1d(np.union1d(neighbours.items, category.items), covisitation.items)
+        gaps = model.category.price_levels(pool) - model.category.price_level_of(session.recent)
+        priced = ~np.isnan(gaps)
+        price_gaps = Candidates(PRICE_GAP, pool[priced], gaps[priced].astype(np.float32))
     return SessionCandidates(
         Candidates(RECENTLY_VIEWED, strip, strip_scores),
         neighbours,
@@ -297,6 +312,7 @@ def session_candidates(
         covisitation,
         category,
         Candidates(VIEWED_BEFORE, before, np.arange(before.size, 0, -1, dtype=np.float32)),
+        price_gaps,
     )
 
 
@@ -310,13 +326,16 @@ def _shown_apart(candidates: SessionCandidates, weights: SessionBlendWeights) ->
 def discovery_list(candidates: SessionCandidates, weights: SessionBlendWeights) -> Candidates:
     """The session's scored lists fused: V-SKNN's (its reminders × ``reminder_weight``) over
     its best score, plus co-visitation's and the category's, each over its best, times its
-    weight; best first, ties by item id, without the items the strip and the earlier items
-    show. Each item keeps the label of the list that scored it most. Memoised on
-    ``candidates`` per weights: a visitor's repeated requests fuse once."""
+    weight, the sum times the price fit (see the module); best first, ties by item id, without
+    the items the strip and the earlier items show. Each item keeps the label of the list that
+    scored it most. Memoised on ``candidates`` per weights: a visitor's repeated requests fuse
+    once."""
     key = (
         weights.reminder_weight,
         weights.covisitation_weight,
         weights.category_weight,
+        weights.price_weight,
+        weights.price_width,
         float(weights.strip_length),
         float(weights.earlier_length),
     )
@@ -344,7 +363,13 @@ def discovery_list(candidates: SessionCandidates, weights: SessionBlendWeights) 
         scaled = np.concatenate([c.scores.astype(np.float64) * w for c, w in parts])
         labels = np.concatenate([np.full(len(c), c.source, dtype=object) for c, _ in parts])
         distinct, slot = np.unique(items, return_inverse=True)
-        summed = np.bincount(slot, weights=scaled, minlength=distinct.size)
+        summed = np.bincount(slot, weights=scaled, minlength=distinct.size).astype(np.float64, copy=False)
+        gaps = candidates.price_gaps
+        if weights.price_weight > 0 and len(gaps):
+            at = np.minimum(np.searchsorted(gaps.items, distinct), len(gaps) - 1)
+            gap = np.where(gaps.items[at] == distinct, gaps.scores[at].astype(np.float64), 0.0)
+            fit = np.exp(-0.5 * (gap / weights.price_width) ** 2)
+            summed = summed * (1.0 - weights.price_weight + weights.price_weight * fit)
         # The label of each item's largest part: sort by (item, -part score), keep the first.
         strongest = np.lexsort((-scaled, slot))
         first = strongest[np.r_[True, slot[strongest][1:] != slot[strongest][:-1]]]

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from recsys.models.dataset import InteractionData
+from recsys.models.session_category import CategoryPopularConfig, CategoryPopularModel
 from recsys.models.sknn import (
     SessionQueries,
+    SessionRecommender,
     STANConfig,
     STANModel,
     VSKNNConfig,
@@ -185,3 +187,43 @@ def test_weightings_follow_the_reference() -> None:
     assert step_decay("div", step) == pytest.approx([1.0, 0.5, 0.25])
     assert step_decay("quadratic", step) == pytest.approx([1.0, 0.25, 0.0625])
     assert step_decay("same", step) == pytest.approx([1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        VSKNNModel(VSKNNConfig(k=20, sample_size=30)),
+        VSKNNModel(VSKNNConfig(remind=False, idf_weighting=1.0)),
+        STANModel(STANConfig(k=20, sample_size=30)),
+        CategoryPopularModel(CategoryPopularConfig(top_items=5)),
+    ],
+    ids=["vsknn", "vsknn_discovery_idf", "stan", "category_popular"],
+)
+def test_one_prefix_alone_scores_exactly_as_in_a_batch(
+    model: SessionRecommender, window: InteractionData
+) -> None:
+    """The service scores one prefix per request (``top_items`` of a single query); the benchmark
+    and the tuner score batches: the same items with bit-identical scores."""
+    model.fit(window)
+    rng = np.random.default_rng(3)
+    known = window.item_codes.ids
+    # Prefixes with repeats, unknown items (ids below the catalogue's) and an empty one.
+    prefixes = [list(rng.choice(np.append(known, [1, 2]), rng.integers(0, 12))) for _ in range(60)]
+    events = pd.DataFrame(
+        [
+            (q, int(item), T0 + 100 * DAY + n * pd.Timedelta(seconds=1))
+            for q, p in enumerate(prefixes)
+            for n, item in enumerate(p)
+        ],
+        columns=["query", "item_id", "datetime"],
+    )
+    batch = SessionQueries.from_frame(events, "query")
+    rows, items, scores = model.top_items(batch, 25)
+    assert len(np.unique(rows)) > 40  # most prefixes are scored
+    for row, key in enumerate(batch.keys.tolist()):
+        single = SessionQueries.single(prefixes[key][::-1], int(batch.timestamps[row]))
+        alone_rows, alone_items, alone_scores = model.top_items(single, 25)
+        assert (alone_rows == 0).all()
+        np.testing.assert_array_equal(alone_items, items[rows == row])
+        np.testing.assert_array_equal(alone_scores, scores[rows == row])
+    assert model.top_items(SessionQueries.single([], 0), 25)[1].size == 0

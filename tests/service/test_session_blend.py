@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from itertools import count
 from pathlib import Path
@@ -13,6 +14,7 @@ from recsys.models.session_blend import SessionBlendWeights
 from recsys.publishing.catalogue import USER_HISTORIES
 from recsys.service.blending import (
     ONLINE_I2I,
+    PRICE_GAP,
     RECENTLY_VIEWED,
     SESSION_CATEGORY,
     SESSION_KNN,
@@ -51,6 +53,7 @@ def found_lists(
     reminders: Candidates | None = None,
     category: Candidates | None = None,
     earlier: Candidates | None = None,
+    price_gaps: Candidates | None = None,
 ) -> SessionCandidates:
     """A session's candidates, empty where not given."""
     return SessionCandidates(
@@ -60,6 +63,7 @@ def found_lists(
         covisitation or Candidates.empty(ONLINE_I2I),
         category or Candidates.empty(SESSION_CATEGORY),
         earlier or Candidates.empty(VIEWED_BEFORE),
+        price_gaps or Candidates.empty(PRICE_GAP),
     )
 
 
@@ -152,6 +156,25 @@ def test_reminders_share_vsknns_scale_and_category_scores_are_added() -> None:
         weights(reminder_weight=1.0, covisitation_weight=0.0, strip_length=1, strip_rank=2),
     )
     assert ids(answer) == [8, 7, 1, 2]
+
+
+def test_the_price_fit_favours_candidates_near_the_sessions_price_level() -> None:
+    found = found_lists(
+        neighbours=candidates(SESSION_KNN, [1, 2, 3], [1.0, 0.9, 0.8]),
+        # 1 sits two widths above the session's level, 2 at it; 3 has no price level.
+        price_gaps=candidates(PRICE_GAP, [1, 2], [2.0, 0.0]),
+    )
+    off = discovery_list(found, weights(covisitation_weight=0.0, strip_length=0))
+    assert off.items.tolist() == [1, 2, 3]
+    # Weight 0.5, width 1: 1 keeps 0.5 + 0.5 exp(-2) of its score, 2 and 3 all of theirs.
+    fitted = discovery_list(found, weights(covisitation_weight=0.0, strip_length=0, price_weight=0.5))
+    assert fitted.items.tolist() == [2, 3, 1]
+    assert fitted.scores.tolist() == pytest.approx([0.9, 0.8, 0.5 + 0.5 * math.exp(-2.0)])
+    # A wider fit forgives the gap: 1 keeps 0.5 + 0.5 exp(-0.5 / 4) and leads again.
+    wide = discovery_list(
+        found, weights(covisitation_weight=0.0, strip_length=0, price_weight=0.5, price_width=4.0)
+    )
+    assert wide.items.tolist() == [1, 2, 3]
 
 
 def test_running_session_is_cut_at_the_gap() -> None:
