@@ -191,10 +191,17 @@ def choose_strength(curve: pd.DataFrame, targets: dict[str, float]) -> tuple[flo
 
 
 def tune_strength(
-    config: TwoStageConfig, split: TimeSplit, train: InteractionData, pool: int
+    config: TwoStageConfig,
+    split: TimeSplit,
+    train: InteractionData,
+    pool: int,
+    fitted: TwoStageModel | None = None,
 ) -> StrengthChoice:
     """Fit the ranker's configuration on ``train`` (the data before the validation days of ``split``)
     and choose the re-ranking strength of its ``pool``-deep lists on the validation users with history.
+
+    ``fitted``: ``config`` already fitted on ``train`` (the quality gate's candidate), used
+    instead of a second identical fit.
 
     Raises
     ------
@@ -205,7 +212,7 @@ def tune_strength(
     warm = split.segments.index[split.segments != "cold"].to_numpy()
     if warm.size == 0:
         raise ValueError("no user with an add-to-cart or purchase in the validation days has earlier history")
-    model = TwoStageModel(config).fit(train)
+    model = fitted if fitted is not None else TwoStageModel(config).fit(train)
     references = {source.kind: source.recommend(warm, train, K) for source in model.candidate_models()}
     targets = reference_targets(references, split)
     reranker = PopularityReRanker(ReRankConfig(pool=pool)).fit(train)

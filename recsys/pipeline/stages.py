@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -180,7 +180,15 @@ def prepare_dataset(ctx: RunContext) -> dict[str, Any]:
 
 
 # -- stages 2 and 7: training with a quality gate ---------------------------------------------
-def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommender]) -> dict[str, Any]:
+class GateOutcome(NamedTuple):
+    """What the quality gate decided, and the candidate it judged (fitted on the data before the
+    validation days; None when the window was too short to validate)."""
+
+    summary: dict[str, Any]
+    validation_fit: Recommender | None
+
+
+def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommender]) -> GateOutcome:
     """Train on the window minus the validation days, compare with the model in service on the
     same validation days, and if the candidate is at least as good, retrain it on the whole
     window and promote it. A worse candidate is not saved: the working model keeps serving.
@@ -192,7 +200,8 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
     try:
         split, train = ctx.validation_split()
     except ValueError as exc:
-        return _train_unvalidated(ctx, name, factory, f"too little data to validate: {exc}")
+        unvalidated = _train_unvalidated(ctx, name, factory, f"too little data to validate: {exc}")
+        return GateOutcome(unvalidated, None)
     candidate = factory().fit(train)
     users = split.test_users
     metrics = evaluate(candidate.recommend(users, train, 10), split).loc["all"].to_dict()
@@ -228,7 +237,7 @@ def _train_with_gate(ctx: RunContext, name: str, factory: Callable[[], Recommend
             reason = result["reason"] = f"{reason}; kept unserved: the model in service is of a later moment"
     logger.info("%s training: %s", name, reason)
     _log_to_mlflow(ctx, name, factory().config.model_dump(mode="json"), metrics, current_metrics, result)
-    return result
+    return GateOutcome(result, candidate)
 
 
 def _train_unvalidated(
@@ -330,7 +339,7 @@ def _log_tuning_to_mlflow(ctx: RunContext, name: str, result: TuningResult) -> N
 def train_als_model(ctx: RunContext) -> dict[str, Any]:
     """Tune ALS on the window's training days, fit it, save it, promote it if not worse."""
     factory, tuning = _tuned_factory(ctx, ALS_MODEL, ALSModel, ctx.settings.tuning_seconds_als)
-    return {**_train_with_gate(ctx, ALS_MODEL, factory), "tuning": tuning}
+    return {**_train_with_gate(ctx, ALS_MODEL, factory).summary, "tuning": tuning}
 
 
 # -- stage 3 -----------------------------------------------------------------------------------
@@ -422,30 +431,40 @@ def train_ranking_model_and_rank_recommendations(ctx: RunContext) -> dict[str, A
     re-ranked with the strength chosen for the model in service."""
     factory, tuning = _tuned_factory(ctx, RANKER_MODEL, TwoStageModel, ctx.settings.tuning_seconds_ranker)
     try:
-        training = _train_with_gate(ctx, RANKER_MODEL, factory)
+        training, validation_fit = _train_with_gate(ctx, RANKER_MODEL, factory)
     except ValueError as exc:
         # E.g. no add-to-cart or purchase in any label window: no ranker can learn from the
         # data. A ranker in service still ranks; without one, the service answers from the
         # other tables (nothing is published, rather than an empty table).
         training = {"promoted": False, "reason": f"the ranker cannot be trained on this window: {exc}"}
+        validation_fit = None
         logger.warning("%s training: %s", RANKER_MODEL, training["reason"])
     ctx.summary["training"] = {**training, "tuning": tuning}
     if ctx.registry.current(RANKER_MODEL) is None:
         return ctx.summary
     version, ranker = ctx.registry.load_current(RANKER_MODEL)
     assert isinstance(ranker, TwoStageModel)
-    return _publish_reranked(ctx, ranker, _rerank_strength(ctx, version, ranker.config))
+    strength = _rerank_strength(ctx, version, ranker.config, validation_fit)
+    del validation_fit  # not needed for ranking every active user: its memory is freed first
+    return _publish_reranked(ctx, ranker, strength)
 
 
-def _rerank_strength(ctx: RunContext, version: ModelVersion, config: TwoStageConfig) -> float:
+def _rerank_strength(
+    ctx: RunContext, version: ModelVersion, config: TwoStageConfig, validation_fit: Recommender | None
+) -> float:
     """The re-ranking strength: the setting if fixed, else the one chosen for the ranker version in
-    service (on the validation days, once per version, stored with it)."""
+    service (on the validation days, once per version, stored with it).
+
+    ``validation_fit``: the gate's candidate, fitted on the days before the validation days;
+    when it has the configuration in service, the choice reuses it instead of fitting again."""
     if ctx.settings.rerank_strength is not None:
         ctx.summary["rerank"] = {"strength": ctx.settings.rerank_strength, "reason": "RECSYS_RERANK_STRENGTH"}
         return ctx.settings.rerank_strength
     record = ctx.registry.load_record(RANKER_MODEL, version.version, RERANK_RECORD)
     if record is None:
-        choice = _choose_rerank_strength(ctx, config)
+        fitted = validation_fit if isinstance(validation_fit, TwoStageModel) else None
+        reusable = fitted is not None and fitted.config == config
+        choice = _choose_rerank_strength(ctx, config, fitted if reusable else None)
         record = choice.summary()
         ctx.registry.save_record(RANKER_MODEL, version.version, RERANK_RECORD, record)
         _log_rerank_curve(ctx, choice)
@@ -454,12 +473,15 @@ def _rerank_strength(ctx: RunContext, version: ModelVersion, config: TwoStageCon
     return float(record["strength"])
 
 
-def _choose_rerank_strength(ctx: RunContext, config: TwoStageConfig) -> StrengthChoice:
-    """The strength chosen on the gate's validation split; with too little data for that, the default."""
+def _choose_rerank_strength(
+    ctx: RunContext, config: TwoStageConfig, fitted: TwoStageModel | None = None
+) -> StrengthChoice:
+    """The strength chosen on the gate's validation split (``fitted``: ``config`` already fitted on
+    its training days); with too little data for that, the default."""
     default = ReRankConfig().strength
     try:
         split, train = ctx.validation_split()
-        choice = tune_strength(config, split, train, ctx.settings.rerank_pool)
+        choice = tune_strength(config, split, train, ctx.settings.rerank_pool, fitted)
     except ValueError as exc:
         reason = (
             f"too little data to choose the re-ranking strength on the last "

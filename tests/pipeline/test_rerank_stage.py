@@ -10,7 +10,8 @@ import pytest
 
 from recsys.config import Settings
 from recsys.data.loader import load_raw_data
-from recsys.evaluation.operating_point import STRENGTHS
+from recsys.evaluation.operating_point import STRENGTHS, tune_strength
+from recsys.models.dataset import InteractionData
 from recsys.models.ranker import TwoStageModel
 from recsys.models.rerank import PopularityReRanker, ReRankConfig
 from recsys.pipeline.stages import (
@@ -29,13 +30,28 @@ from tests.pipeline.conftest import MOMENT
 
 @pytest.mark.slow
 def test_stage_publishes_lists_reranked_at_the_strength_chosen_on_validation(
-    tmp_path: Path, tiny_raw_dir: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, tiny_raw_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path / "data")
     ctx = RunContext(settings, datetime.fromisoformat(MOMENT))
     load_raw_data(ctx.engine, tiny_raw_dir)
     prepare_dataset(ctx)
+    fitted_until: list[pd.Timestamp] = []
+    real_fit = TwoStageModel.fit
+
+    def recording_fit(model: TwoStageModel, data: InteractionData) -> TwoStageModel:
+        fitted_until.append(data.now)
+        return real_fit(model, data)
+
+    monkeypatch.setattr(TwoStageModel, "fit", recording_fit)
     summary = train_ranking_model_and_rank_recommendations(ctx)
+    monkeypatch.undo()
+
+    # The strength is chosen with the gate's candidate: one fit on the validation cut, not two.
+    split, train = ctx.validation_split()
+    assert summary["training"]["promoted"] is True
+    assert fitted_until.count(train.now) == 1
+    assert fitted_until.count(ctx.window.now) == 1
 
     chosen = summary["rerank"]
     assert chosen["tuned"] is True
@@ -45,6 +61,9 @@ def test_stage_publishes_lists_reranked_at_the_strength_chosen_on_validation(
     record = ctx.registry.load_record(RANKER_MODEL, version.version, RERANK_RECORD)
     assert record is not None and record["strength"] == chosen["strength"]
     assert [point["strength"] for point in record["curve"]] == list(STRENGTHS)
+    refitted = tune_strength(ranker.config, split, train, settings.rerank_pool)
+    assert refitted.strength == chosen["strength"]
+    assert refitted.summary()["curve"] == record["curve"]
 
     # The published lists are the ranker's pools re-ranked at that strength.
     _, published = read_published(ctx.engine, RANKED_RECOMMENDATIONS.name)
