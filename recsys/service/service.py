@@ -57,9 +57,10 @@ from recsys.service.blending import (
 )
 from recsys.service.events import OnlineEvent, OnlineEventsRepository, UserActivity
 from recsys.service.fallbacks import FallbackReason
+from recsys.service.loader import read_parts_in_child
 from recsys.service.metrics import ServiceMetrics
 from recsys.service.settings import ServiceSettings
-from recsys.service.store import Candidates, GroupedLists, RecommendationStore, load_store
+from recsys.service.store import Candidates, GroupedLists, RecommendationStore, load_store, read_parts
 from recsys.storage.database import create_db_engine
 from recsys.storage.object_store import open_object_store
 
@@ -254,7 +255,10 @@ class RecommendationService:
             current = self._store
             started = time.perf_counter()
             try:
-                fresh = load_store(self.engine, current)
+                # While the store serves, changed tables are read in a child process: the requests
+                # keep the GIL and the memory. A store that serves nothing yet loads here, faster.
+                reader = read_parts_in_child if current.is_ready else read_parts
+                fresh = load_store(self.engine, current, reader)
             except sa.exc.SQLAlchemyError as error:
                 self._reload_failed(error)
                 raise DatabaseUnavailableError(

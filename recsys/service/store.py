@@ -13,7 +13,7 @@ request that took the old store finishes on it consistently.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -381,7 +381,28 @@ def _read_catalogue(engine: Engine) -> tuple[Ids, Ids]:
     return compact_ids(known), compact_ids(np.sort(unavailable.to_numpy(dtype=np.int64)))
 
 
-def load_store(engine: Engine, previous: RecommendationStore | None = None) -> RecommendationStore:
+@dataclass(frozen=True)
+class StoreParts:
+    """What a load reads from the database: the tables whose version changed, and the catalogue."""
+
+    tables: dict[str, LoadedTable]
+    known_items: Ids
+    unavailable_items: Ids
+
+
+def read_parts(engine: Engine, names: Sequence[str]) -> StoreParts:
+    """Read the tables ``names`` and the catalogue in this process."""
+    tables = {name: _read_table(engine, name) for name in names}
+    known, unavailable = _read_catalogue(engine)
+    return StoreParts(tables, known, unavailable)
+
+
+PartsReader = Callable[[Engine, Sequence[str]], StoreParts]
+
+
+def load_store(
+    engine: Engine, previous: RecommendationStore | None = None, reader: PartsReader = read_parts
+) -> RecommendationStore:
     """Read the current version of every table, reusing those of ``previous`` that did not change.
 
     Parameters
@@ -390,13 +411,16 @@ def load_store(engine: Engine, previous: RecommendationStore | None = None) -> R
         The project database.
     previous : RecommendationStore, optional
         The store in service; unchanged tables are shared with it, not read again.
+    reader : callable, optional
+        Reads the changed tables and the catalogue: in this process by default, or
+        :func:`recsys.service.loader.read_parts_in_child`.
 
     Raises
     ------
     sqlalchemy.exc.SQLAlchemyError
         If the database cannot be read; the caller keeps serving ``previous``.
     """
-    tables: dict[str, LoadedTable] = {}
+    tables: dict[str, LoadedTable | None] = {}
     changed = previous is None
     for name in CATALOGUE:
         try:
@@ -417,10 +441,11 @@ def load_store(engine: Engine, previous: RecommendationStore | None = None) -> R
             tables[name] = LoadedTable(None, GroupedLists.empty(), _utcnow())
             changed = True
         else:
-            tables[name] = _read_table(engine, name)
+            tables[name] = None  # read below, with the others that changed
             changed = True
     if not changed and previous is not None:
         return previous
     # The catalogue is rebuilt by every pipeline run, so it is re-read whenever a table changed.
-    known, unavailable = _read_catalogue(engine)
-    return RecommendationStore(tables, known, unavailable)
+    parts = reader(engine, [name for name, table in tables.items() if table is None])
+    loaded = {name: table if table is not None else parts.tables[name] for name, table in tables.items()}
+    return RecommendationStore(loaded, parts.known_items, parts.unavailable_items)

@@ -21,9 +21,11 @@ from recsys.data.prepare import ITEMS, prepare_datasets
 from recsys.data.readers import read_interactions
 from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
 from recsys.publishing.catalogue import CATALOGUE, SIMILAR_ITEMS
+from recsys.publishing.tables import current_version
 from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
 from recsys.service.fallbacks import FallbackReason
+from recsys.service.loader import read_parts_in_child
 from recsys.service.metrics import ServiceMetrics, memory_limit_bytes
 from recsys.service.service import (
     K_BOUNDING_TABLES,
@@ -34,7 +36,7 @@ from recsys.service.service import (
     k_bound,
 )
 from recsys.service.settings import ServiceSettings, load_service_settings
-from recsys.service.store import Candidates, GroupedLists, in_sorted
+from recsys.service.store import Candidates, GroupedLists, in_sorted, read_parts
 from recsys.storage.database import bulk_insert, create_db_engine
 from tests.service.conftest import PublishedData
 
@@ -226,6 +228,11 @@ def publish(engine: Engine, name: str, frame: pd.DataFrame) -> None:
 
 @pytest.fixture
 def small_db(sqlite_engine: Engine) -> Engine:
+    """:func:`fill_small_db` on SQLite."""
+    return fill_small_db(sqlite_engine)
+
+
+def fill_small_db(engine: Engine) -> Engine:
     """Users 1 (ranked), 2 (ALS only), 3 (offline i2i only), 5 (a history only: saw 10 and the
     unavailable 99 lately, bought 50 before); item 99 unavailable."""
     frames = {
@@ -259,7 +266,7 @@ def small_db(sqlite_engine: Engine) -> Engine:
         ),
     }
     for name, frame in frames.items():
-        publish(sqlite_engine, name, frame)
+        publish(engine, name, frame)
     items = pd.DataFrame(
         {
             "item_id": [10, 11, 12, 20, 30, 40, 41, 50, 51, 52, 77, 99],
@@ -269,10 +276,10 @@ def small_db(sqlite_engine: Engine) -> Engine:
         }
     )
     items["available"] = items["item_id"] != 99
-    with sqlite_engine.begin() as conn:
+    with engine.begin() as conn:
         ITEMS.create(conn)
         bulk_insert(conn, ITEMS, items)
-    return sqlite_engine
+    return engine
 
 
 @pytest.fixture
@@ -435,6 +442,43 @@ def test_a_reload_frees_the_tables_it_replaced(core: RecommendationService, smal
     assert replaced() is None
     assert replaced_store() is None
     assert ids(core.online(1, 1).items) == [51]
+
+
+def test_the_child_process_reads_what_this_process_reads(db_engine: Engine) -> None:
+    fill_small_db(db_engine)
+    names = list(CATALOGUE)
+    here, in_child = read_parts(db_engine, names), read_parts_in_child(db_engine, names)
+    for name in names:
+        mine, theirs = here.tables[name], in_child.tables[name]
+        assert theirs.version == mine.version
+        assert theirs.lists.label_names == mine.lists.label_names
+        for array in ("keys", "offsets", "items", "scores", "label_codes"):
+            np.testing.assert_array_equal(getattr(theirs.lists, array), getattr(mine.lists, array))
+    np.testing.assert_array_equal(in_child.known_items, here.known_items)
+    np.testing.assert_array_equal(in_child.unavailable_items, here.unavailable_items)
+
+
+def test_a_serving_store_loads_in_a_child_and_keeps_serving_when_it_fails(
+    core: RecommendationService, small_db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish(small_db, "default_recommendations", pd.DataFrame({"item_id": [51], "score": [1.0], "rank": [1]}))
+    with caplog.at_level("INFO", logger="recsys.service.loader"):
+        assert core.reload().changed is True
+    assert "read default_recommendations and the catalogue in a child process" in caplog.text
+    assert ids(core.default(3).items) == [51]
+
+    # A version whose rows vanished (dropped by hand): the child's error reaches the reload,
+    # and the store in service stays.
+    publish(small_db, "default_recommendations", pd.DataFrame({"item_id": [52], "score": [1.0], "rank": [1]}))
+    with small_db.begin() as conn:
+        physical = current_version(conn, "default_recommendations").physical_name
+        conn.execute(sa.text(f'DROP TABLE "{physical}"'))
+    store = core.store
+    with pytest.raises(pd.errors.DatabaseError, match=f"no such table: {physical}"):
+        core.reload()
+    assert core.store is store
+    assert core.last_reload_error == "DatabaseError"
+    assert ids(core.default(3).items) == [51]
 
 
 def test_unreachable_database_keeps_the_store_and_pauses_online_reads(core: RecommendationService) -> None:
