@@ -169,7 +169,7 @@ def test_worse_candidate_is_not_promoted_and_the_current_model_keeps_serving(
     in_service = ctx.registry.current(ALS_MODEL)
     assert in_service is not None and in_service.version == first["version"]
 
-    worse = _train_with_gate(ctx, ALS_MODEL, EmptyModel)
+    worse = _train_with_gate(ctx, ALS_MODEL, EmptyModel).summary
     assert worse["promoted"] is False
     assert worse["ndcg@10"] == 0.0
     assert worse["reason"].endswith(f"keeping {first['version']}")
@@ -222,7 +222,7 @@ def test_a_same_moment_rerun_can_promote_a_better_candidate(settings: Settings, 
     ctx = RunContext(settings, datetime.fromisoformat(MOMENT))
     load_raw_data(ctx.engine, tiny_raw_dir)
     prepare_dataset(ctx)
-    assert _train_with_gate(ctx, ALS_MODEL, Memorizer)["promoted"] is True
+    assert _train_with_gate(ctx, ALS_MODEL, Memorizer).summary["promoted"] is True
     data = ctx.window
     split = time_split(data.interactions.drop(columns=["user_code", "item_code"]), settings.validation_days)
     train = InteractionData.build(split.train, data.items.reset_index(), now=split.test_start)
@@ -237,7 +237,7 @@ def test_a_same_moment_rerun_can_promote_a_better_candidate(settings: Settings, 
     # The trap the gate avoids: the model in service on days it memorised beats any honest model.
     assert ndcg(in_service) > 10 * max(refit, 0.01)
 
-    better = _train_with_gate(ctx, ALS_MODEL, ALSModel)
+    better = _train_with_gate(ctx, ALS_MODEL, ALSModel).summary
     assert better["current_ndcg@10"] == pytest.approx(refit)
     assert better["ndcg@10"] > refit
     assert better["promoted"] is True
@@ -245,7 +245,7 @@ def test_a_same_moment_rerun_can_promote_a_better_candidate(settings: Settings, 
     current = ctx.registry.current(ALS_MODEL)
     assert current is not None and current.version == better["version"]
     # The same configuration again: as good as itself, so the newer fit is promoted.
-    again = _train_with_gate(ctx, ALS_MODEL, ALSModel)
+    again = _train_with_gate(ctx, ALS_MODEL, ALSModel).summary
     assert again["promoted"] is True
     assert again["current_ndcg@10"] == again["ndcg@10"]
     ctx.engine.dispose()
