@@ -12,7 +12,9 @@ service notices the new versions, loads them in its worker thread and swaps its 
 of consecutive short wrk runs (``--slice-seconds``, 2 s); ``service/paths.lua`` prints each run's
 latency at 1000 evenly spaced quantiles, and a window's percentiles are those of the mixture of
 the runs overlapping it, each weighted by its request count. Windows: the steady state; the
-*reload window*, from the start of the publication until the last swap plus ``--tail-seconds``;
+*control*, the same publication a day older (recorded, not served: the service loads nothing),
+which shows what the publisher and the database alone cost the requests on this machine (in
+production the pipeline does not share the service's cores); the *reload window*, from the start of the publication until the last swap plus ``--tail-seconds``;
 and *loading*, the runs overlapping the service's own loads (a load's start is its swap time minus
 ``recsys_store_load_seconds``). Caveat of slicing: the requests in flight when a run ends are not
 counted, so a stall that spans a run's end shows only in the next run's first requests.
@@ -42,7 +44,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -159,12 +161,13 @@ class Watcher:
         return [rss for moment, rss in self.rss if start <= moment <= end]
 
 
-def republish(database_url: str, published: Any) -> None:
+def republish(database_url: str, published: Any, served_by_it: bool = True) -> None:
     """Publish the served rows of every published table again as its next version (child process).
 
-    The same ``as_of``: the newer publication of the same moment takes over serving. Puts
-    ``(name, version, seconds since the epoch)`` on the ``published`` queue after each table, and
-    ``None`` when done.
+    The same ``as_of``: the newer publication of the same moment takes over serving; with
+    ``served_by_it`` false, a day older (a backfill: recorded, not served, so the service loads
+    nothing: the control run). Puts ``(name, version, seconds since the epoch)`` on the
+    ``published`` queue after each table, and ``None`` when done.
     """
     engine = sa.create_engine(database_url)
     for table in CATALOGUE.values():
@@ -172,7 +175,10 @@ def republish(database_url: str, published: Any) -> None:
             served, frame = read_published(engine, table.name)
         except NotPublishedError:
             continue
-        version = table.publish(engine, frame, as_of=served.as_of)
+        as_of = served.as_of
+        if not served_by_it and as_of is not None:
+            as_of -= timedelta(days=1)
+        version = table.publish(engine, frame, as_of=as_of)
         published.put((table.name, version.version, time.time()))
     engine.dispose()
     published.put(None)
@@ -191,6 +197,40 @@ def drain(queue: Any, process: Any) -> list[tuple[str, int, float]]:
         if item is None:
             return items
         items.append(item)
+
+
+def publish_in_child(
+    database_url: str, served_by_it: bool = True
+) -> tuple[float, float, list[tuple[str, int, float]]]:
+    """:func:`republish` in a spawned child: its start and end time, and what it published."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    publisher = context.Process(target=republish, args=(database_url, queue, served_by_it))
+    started = time.time()
+    publisher.start()
+    published = drain(queue, publisher)
+    publisher.join()
+    if publisher.exitcode != 0:
+        raise RuntimeError(f"the publisher exited with {publisher.exitcode}")
+    return started, time.time(), published
+
+
+def under_load(
+    base: str, paths: list[str], args: argparse.Namespace, action: Any
+) -> tuple[list[Slice], tuple[float, float, Any]]:
+    """wrk runs from ``lead_seconds`` before ``action()`` until ``tail_seconds`` after it; its result."""
+    stop = threading.Event()
+    slices: list[Slice] = []
+    slicer = threading.Thread(
+        target=lambda: slices.extend(run_slices(base, paths, args.connections, args.slice_seconds, stop))
+    )
+    slicer.start()
+    time.sleep(args.lead_seconds)
+    result = action()
+    time.sleep(args.tail_seconds)
+    stop.set()
+    slicer.join()
+    return slices, result
 
 
 def run_slices(
@@ -238,6 +278,14 @@ def main() -> None:
             base, paths, args.connections, args.slice_seconds, args.steady_seconds // args.slice_seconds
         )
         steady_rss = statistics.median(watcher.rss_between(steady[0].start, steady[-1].end))
+
+        print("control run: the same publication, not served …", flush=True)
+        control, (control_start, control_end, _) = under_load(
+            base, paths, args, lambda: publish_in_child(args.database_url, served_by_it=False)
+        )
+        time.sleep(2 * args.reload_interval)
+        if watcher.swaps:
+            raise RuntimeError(f"the control publication was loaded: {watcher.swaps}")
         # From here on VmHWM is the peak of the reload run (Linux: "5" resets it).
         Path(f"/proc/{pid}/clear_refs").write_text("5")
 
@@ -249,14 +297,7 @@ def main() -> None:
         )
         slicer.start()
         time.sleep(args.lead_seconds)
-        context = multiprocessing.get_context("spawn")
-        queue = context.Queue()
-        publisher = context.Process(target=republish, args=(args.database_url, queue))
-        publish_start = time.time()
-        publisher.start()
-        published = drain(queue, publisher)
-        publisher.join()
-        publish_end = time.time()
+        publish_start, publish_end, published = publish_in_child(args.database_url)
         expected = {name: version for name, version, _ in published}
         print(
             f"published {expected} in {publish_end - publish_start:.1f} s; waiting for the swap", flush=True
@@ -272,8 +313,8 @@ def main() -> None:
         slicer.join()
         watcher.stop()
         peak_hwm = proc_status_kib(pid, "VmHWM") * 1024
-        if publisher.exitcode != 0 or not watcher.swaps:
-            raise RuntimeError(f"publisher exit code {publisher.exitcode}, swaps seen: {watcher.swaps}")
+        if not watcher.swaps:
+            raise RuntimeError("the service swapped in no new store")
     finally:
         watcher.stop()
         service.terminate()
@@ -283,6 +324,7 @@ def main() -> None:
     run_rss = watcher.rss_between(loaded[0].start, loaded[-1].end)
     windows = {
         "steady state": steady,
+        "control: publication not served (no load)": overlapping(control, control_start, control_end),
         "reload run (whole)": loaded,
         "reload window": overlapping(loaded, publish_start, swapped + args.tail_seconds),
         "loading (service's own loads)": [

@@ -3,9 +3,11 @@
 Turning millions of database rows into arrays is Python work that holds the GIL: at full scale
 a reload in the serving process stalled requests for tens of seconds (p99 7× the steady state,
 issue 16), and its intermediate frames sat beside the store in service (peak RSS 2.2× the
-steady state). A child process does that work instead, at a lower CPU priority, and hands the
-finished arrays over in one pickle file; the service reads it with the GIL released while the
-large buffers stream straight into their arrays (pickle protocol 5).
+steady state). A child process does that work instead, at a lower CPU priority, filters the
+unavailable items out of the new lists there too, and hands the finished arrays over in one
+pickle file; the service reads it with the GIL released while the large buffers stream straight
+into their arrays (pickle protocol 5). Measured side by side at full scale:
+``benchmarks/results/reload.md``.
 
 The child is spawned, not forked: a fork of a threaded server may copy a held lock.
 """

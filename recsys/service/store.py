@@ -283,6 +283,12 @@ class LoadedTable:
         }
 
 
+def available_lists(name: str, lists: GroupedLists, unavailable: Ids) -> GroupedLists:
+    """The lists table ``name`` answers from: a recommendation table without the unavailable items
+    (``lists`` itself when none occurs), any other table (users' histories) whole."""
+    return lists.without_items(unavailable) if CATALOGUE[name].recommends else lists
+
+
 @dataclass(frozen=True)
 class RecommendationStore:
     """Every table the service answers from, plus the catalogue's known and unavailable items.
@@ -296,14 +302,17 @@ class RecommendationStore:
     tables: Mapping[str, LoadedTable]
     known_items: Ids = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     unavailable_items: Ids = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    # Lists already filtered against ``unavailable_items`` (by the loading child, or kept from
+    # the previous store): only the others are filtered here, in the serving process.
+    filtered: Mapping[str, GroupedLists] = field(default_factory=dict, repr=False, compare=False)
     _available: dict[str, GroupedLists] = field(init=False, repr=False, compare=False)
     _default: Candidates = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         available = {
-            name: table.lists.without_items(self.unavailable_items)
-            if CATALOGUE[name].recommends
-            else table.lists
+            name: self.filtered[name]
+            if name in self.filtered
+            else available_lists(name, table.lists, self.unavailable_items)
             for name, table in self.tables.items()
         }
         # Frozen: the derived fields are set once, here.
@@ -383,9 +392,11 @@ def _read_catalogue(engine: Engine) -> tuple[Ids, Ids]:
 
 @dataclass(frozen=True)
 class StoreParts:
-    """What a load reads from the database: the tables whose version changed, and the catalogue."""
+    """What a load reads from the database: the tables whose version changed, their lists without
+    the unavailable items (:func:`available_lists`), and the catalogue."""
 
     tables: dict[str, LoadedTable]
+    available: dict[str, GroupedLists]
     known_items: Ids
     unavailable_items: Ids
 
@@ -394,7 +405,8 @@ def read_parts(engine: Engine, names: Sequence[str]) -> StoreParts:
     """Read the tables ``names`` and the catalogue in this process."""
     tables = {name: _read_table(engine, name) for name in names}
     known, unavailable = _read_catalogue(engine)
-    return StoreParts(tables, known, unavailable)
+    available = {name: available_lists(name, table.lists, unavailable) for name, table in tables.items()}
+    return StoreParts(tables, available, known, unavailable)
 
 
 PartsReader = Callable[[Engine, Sequence[str]], StoreParts]
@@ -448,4 +460,12 @@ def load_store(
     # The catalogue is rebuilt by every pipeline run, so it is re-read whenever a table changed.
     parts = reader(engine, [name for name, table in tables.items() if table is None])
     loaded = {name: table if table is not None else parts.tables[name] for name, table in tables.items()}
-    return RecommendationStore(loaded, parts.known_items, parts.unavailable_items)
+    filtered = dict(parts.available)
+    if previous is not None and np.array_equal(previous.unavailable_items, parts.unavailable_items):
+        # The same unavailable items: the tables kept keep their filtered lists too.
+        filtered |= {
+            name: previous.lists(CATALOGUE[name])
+            for name, table in loaded.items()
+            if table is previous.tables.get(name)
+        }
+    return RecommendationStore(loaded, parts.known_items, parts.unavailable_items, filtered)

@@ -20,7 +20,7 @@ from recsys.data.loader import load_raw_data
 from recsys.data.prepare import ITEMS, prepare_datasets
 from recsys.data.readers import read_interactions
 from recsys.models.i2i import ItemToItemConfig, recent_items, score_from_recent_items, top_k
-from recsys.publishing.catalogue import CATALOGUE, SIMILAR_ITEMS
+from recsys.publishing.catalogue import CATALOGUE, RANKED_RECOMMENDATIONS, SIMILAR_ITEMS
 from recsys.publishing.tables import current_version
 from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
@@ -424,6 +424,8 @@ def test_reload_swaps_only_changed_tables(core: RecommendationService, small_db:
     assert result.changed is True
     assert result.versions["default_recommendations"] == 2
     assert core.store.tables["ranked_recommendations"] is before.tables["ranked_recommendations"]
+    # The same catalogue: the kept table's filtered lists are kept too, not filtered again.
+    assert core.store.lists(RANKED_RECOMMENDATIONS) is before.lists(RANKED_RECOMMENDATIONS)
     assert ids(core.default(3).items) == [52]
 
 
@@ -454,6 +456,11 @@ def test_the_child_process_reads_what_this_process_reads(db_engine: Engine) -> N
         assert theirs.lists.label_names == mine.lists.label_names
         for array in ("keys", "offsets", "items", "scores", "label_codes"):
             np.testing.assert_array_equal(getattr(theirs.lists, array), getattr(mine.lists, array))
+            np.testing.assert_array_equal(
+                getattr(in_child.available[name], array), getattr(here.available[name], array)
+            )
+        # Nothing filtered out: the same object, as in this process (not a copy to hold twice).
+        assert (in_child.available[name] is theirs.lists) == (here.available[name] is mine.lists)
     np.testing.assert_array_equal(in_child.known_items, here.known_items)
     np.testing.assert_array_equal(in_child.unavailable_items, here.unavailable_items)
 
