@@ -43,11 +43,12 @@ import re
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import requests
@@ -61,6 +62,7 @@ from recsys.publishing.tables import NotPublishedError, read_published
 TARGET_P99_RATIO = 3.0
 TARGET_RSS_RATIO = 2.0
 POLL_SECONDS = 0.2
+Result = TypeVar("Result")
 VERSION_LINE = re.compile(r'^recsys_table_version\{table="([a-z0-9_]+)"\} ([0-9.e+]+)$')
 
 
@@ -216,8 +218,8 @@ def publish_in_child(
 
 
 def under_load(
-    base: str, paths: list[str], args: argparse.Namespace, action: Any
-) -> tuple[list[Slice], tuple[float, float, Any]]:
+    base: str, paths: list[str], args: argparse.Namespace, action: Callable[[], Result]
+) -> tuple[list[Slice], Result]:
     """wrk runs from ``lead_seconds`` before ``action()`` until ``tail_seconds`` after it; its result."""
     stop = threading.Event()
     slices: list[Slice] = []
@@ -290,27 +292,22 @@ def main() -> None:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
 
         print("reload run …", flush=True)
-        stop = threading.Event()
-        loaded: list[Slice] = []
-        slicer = threading.Thread(
-            target=lambda: loaded.extend(run_slices(base, paths, args.connections, args.slice_seconds, stop))
+
+        def publish_and_wait_for_the_swap() -> tuple[float, float, list[tuple[str, int, float]], float]:
+            started, ended, published = publish_in_child(args.database_url)
+            expected = {name: version for name, version, _ in published}
+            print(f"published {expected} in {ended - started:.1f} s; waiting for the swap", flush=True)
+            deadline = ended + args.swap_timeout
+            while time.time() < deadline and not (
+                watcher.swaps and all(watcher.swaps[-1].versions.get(n) == v for n, v in expected.items())
+            ):
+                time.sleep(POLL_SECONDS)
+            return started, ended, published, watcher.swaps[-1].seen if watcher.swaps else float("nan")
+
+        loaded, (publish_start, publish_end, published, swapped) = under_load(
+            base, paths, args, publish_and_wait_for_the_swap
         )
-        slicer.start()
-        time.sleep(args.lead_seconds)
-        publish_start, publish_end, published = publish_in_child(args.database_url)
         expected = {name: version for name, version, _ in published}
-        print(
-            f"published {expected} in {publish_end - publish_start:.1f} s; waiting for the swap", flush=True
-        )
-        deadline = publish_end + args.swap_timeout
-        while time.time() < deadline and not (
-            watcher.swaps and all(watcher.swaps[-1].versions.get(n) == v for n, v in expected.items())
-        ):
-            time.sleep(POLL_SECONDS)
-        swapped = watcher.swaps[-1].seen if watcher.swaps else float("nan")
-        time.sleep(args.tail_seconds)
-        stop.set()
-        slicer.join()
         watcher.stop()
         peak_hwm = proc_status_kib(pid, "VmHWM") * 1024
         if not watcher.swaps:
