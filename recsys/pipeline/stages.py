@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -130,8 +130,8 @@ class RunContext:
         """Rows per key the run publishes in ``table``."""
         return table.depth(self.settings)
 
-    def publish(self, table: PublishedTable, frame: pd.DataFrame) -> int:
-        """Publish a catalogue table for the run's moment; returns its new version."""
+    def publish(self, table: PublishedTable, frame: pd.DataFrame | Iterable[pd.DataFrame]) -> int:
+        """Publish a catalogue table (or its batches) for the run's moment; returns its new version."""
         published = table.publish(
             self.engine,
             frame,
@@ -495,23 +495,28 @@ def _choose_rerank_strength(
 
 
 def _publish_reranked(ctx: RunContext, ranker: TwoStageModel, strength: float) -> dict[str, Any]:
-    """Rank every active user's pool and publish its re-ranked top (users in batches: bounded memory)."""
+    """Rank every active user's pool and publish its re-ranked top, batch by batch as they are
+    ranked (users in batches: the whole table is never held in memory)."""
     depth = ctx.depth(RANKED_RECOMMENDATIONS)
     reranker = PopularityReRanker(ReRankConfig(strength=strength, pool=ctx.settings.rerank_pool)).fit(
         ctx.window
     )
     users = ctx.active_users()
     batch = ranker.config.users_per_batch
-    parts = [
-        reranker.rerank(
-            ranker.recommend(users[start : start + batch], ctx.window, max(depth, reranker.config.pool)),
-            depth,
-        )
-        for start in range(0, users.size, batch)
-    ]
-    recs = pd.concat(parts, ignore_index=True) if parts else ranker.recommend(users, ctx.window, depth)
-    ctx.publish(RANKED_RECOMMENDATIONS, recs)
-    ctx.summary[RANKED_RECOMMENDATIONS.name]["users"] = int(recs["user_id"].nunique())
+    ranked_users = 0
+
+    def batches() -> Iterator[pd.DataFrame]:
+        nonlocal ranked_users
+        for start in range(0, users.size, batch):
+            pool = ranker.recommend(
+                users[start : start + batch], ctx.window, max(depth, reranker.config.pool)
+            )
+            recs = reranker.rerank(pool, depth)
+            ranked_users += int(recs["user_id"].nunique())  # batches hold disjoint users
+            yield recs
+
+    ctx.publish(RANKED_RECOMMENDATIONS, batches())
+    ctx.summary[RANKED_RECOMMENDATIONS.name]["users"] = ranked_users
     return ctx.summary
 
 

@@ -9,6 +9,7 @@ published changes what may be asked for in the same move.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,12 +79,12 @@ class PublishedTable:
     def publish(
         self,
         engine: Engine,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | Iterable[pd.DataFrame],
         as_of: datetime | None = None,
         keep_versions: int = 3,
         promote: bool = False,
     ) -> PublishedVersion:
-        """Publish ``frame`` as the table's next version (see :func:`publish_frame`)."""
+        """Publish ``frame`` (or its batches) as the table's next version (see :func:`publish_frame`)."""
         return publish_frame(
             engine,
             self.name,

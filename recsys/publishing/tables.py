@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,7 +183,7 @@ def list_versions(engine: Engine, name: str) -> list[VersionRecord]:
 def publish_frame(
     engine: Engine,
     name: str,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Iterable[pd.DataFrame],
     columns: list[sa.Column[object]],
     as_of: datetime | None = None,
     keep_versions: int = 3,
@@ -198,8 +198,11 @@ def publish_frame(
         Target database.
     name : str
         Logical table name (also the name of the view that always shows the served version).
-    frame : DataFrame
-        The rows; its columns must match ``columns``.
+    frame : DataFrame or iterable of DataFrame
+        The rows, or batches of them written as they come (a producer that builds them batch by
+        batch never holds the whole table: on PostgreSQL each batch is written as it comes; SQLite
+        collects them first); the columns must match ``columns``. If producing a batch fails,
+        nothing of the version is left.
     columns : list of Column
         Column definitions of the physical table.
     as_of : datetime, optional
@@ -221,23 +224,31 @@ def publish_frame(
     if keep_versions < 1:
         raise ValueError("keep_versions must be at least 1")
     _create_bookkeeping(engine)
+    batches = [frame] if isinstance(frame, pd.DataFrame) else frame
+    if not isinstance(frame, pd.DataFrame) and not is_postgres(engine):
+        # SQLite's publication is one write transaction, which blocks every other writer of the
+        # database: the batches are produced before it starts, not while it is open.
+        batches = list(frame)
     with engine.connect() as conn, _writing(conn, name) as version:
         table = sa.Table(physical_name(name, version), sa.MetaData(), *(c._copy() for c in columns))
         table.create(conn)
-        bulk_insert(conn, table, frame)
+        rows = 0
+        for batch in batches:
+            bulk_insert(conn, table, batch)
+            rows += len(batch)
         for number, index_columns in enumerate(indexes or []):
             sa.Index(f"ix_{table.name}_{number}", *(table.c[c] for c in index_columns)).create(conn)
         if is_postgres(conn):
             # The rows go in outside the switch transaction: writing may take long and may die.
             conn.commit()
             _lock_table(conn, name)
-        published = _complete(conn, name, version, as_of, len(frame), promote)
+        published = _complete(conn, name, version, as_of, rows, promote)
     _apply_retention(engine, name, keep_versions)
     logger.info(
         "published %s version %d (%d rows, as of %s)%s",
         name,
         version,
-        len(frame),
+        rows,
         as_of,
         "" if published.served else ": recorded, not served (older than the served version)",
     )

@@ -105,18 +105,20 @@ def read_frame(conn: Connection, select: str) -> pd.DataFrame:
 def bulk_insert(conn: Connection, table: sa.Table, frame: pd.DataFrame, chunk_rows: int = 100_000) -> None:
     """Append a data frame to ``table`` fast: ``COPY`` on PostgreSQL, ``executemany`` elsewhere.
 
-    The frame's columns must be the table's column names; missing values become NULL.
+    The frame's columns must be the table's column names; missing values become NULL. Rows go
+    in ``chunk_rows`` at a time, so the encoded copy held besides the frame stays small.
     """
     columns = [c.name for c in table.columns if c.name in frame.columns]
-    if is_postgres(conn):
-        arrow = pa.Table.from_pandas(frame[columns], preserve_index=False)
-        buffer = io.BytesIO()
-        pa_csv.write_csv(arrow, buffer, pa_csv.WriteOptions(include_header=False))
-        buffer.seek(0)
-        names = ", ".join(f'"{name}"' for name in columns)
-        _copy(conn, f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)', buffer)
-        return
+    postgres = is_postgres(conn)
+    names = ", ".join(f'"{name}"' for name in columns)
     for start in range(0, len(frame), chunk_rows):
-        chunk = frame.iloc[start : start + chunk_rows][columns].astype(object)
-        records = chunk.where(chunk.notna(), None).to_dict("records")
-        conn.execute(table.insert(), records)
+        chunk = frame.iloc[start : start + chunk_rows][columns]
+        if postgres:
+            buffer = io.BytesIO()
+            arrow = pa.Table.from_pandas(chunk, preserve_index=False)
+            pa_csv.write_csv(arrow, buffer, pa_csv.WriteOptions(include_header=False))
+            buffer.seek(0)
+            _copy(conn, f'COPY "{table.name}" ({names}) FROM STDIN WITH (FORMAT csv)', buffer)
+        else:
+            records = chunk.astype(object)
+            conn.execute(table.insert(), records.where(records.notna(), None).to_dict("records"))

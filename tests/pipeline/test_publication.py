@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -108,6 +109,28 @@ def test_empty_frame_publishes_an_empty_version(db_engine: Engine) -> None:
     publish_frame(db_engine, NAME, recommendations(0), columns())
     assert current_version(db_engine, NAME).rows == 0
     assert view(db_engine).empty
+
+
+def test_batches_are_published_as_one_version(db_engine: Engine) -> None:
+    batches = [recommendations(rows, seed=rows) for rows in (7, 0, 12)]
+    published = publish_frame(db_engine, NAME, iter(batches), columns(), as_of=AS_OF)
+    assert (published.version, published.rows, published.served) == (1, 19, True)
+    same_rows(view(db_engine), pd.concat(batches, ignore_index=True))
+
+
+def test_a_producer_failing_mid_way_leaves_the_served_version_and_nothing_else(db_engine: Engine) -> None:
+    served = recommendations(5, seed=1)
+    publish_frame(db_engine, NAME, served, columns(), as_of=AS_OF)
+
+    def failing() -> Iterator[pd.DataFrame]:
+        yield recommendations(10, seed=2)
+        raise RuntimeError("ranking failed")
+
+    with pytest.raises(RuntimeError, match="ranking failed"):
+        publish_frame(db_engine, NAME, failing(), columns(), as_of=AS_OF + timedelta(days=1))
+    assert current_version(db_engine, NAME).version == 1
+    same_rows(view(db_engine), served)
+    assert versions_on_disk(db_engine) == ["recs__v1"]
 
 
 @pytest.mark.parametrize("name", ["Recs", "recs;drop", "1recs", "recs-x", ""])

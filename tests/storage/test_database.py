@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -19,7 +20,8 @@ TABLE = sa.Table(
 )
 
 
-def test_read_frame_returns_the_rows_exactly(db_engine: Engine) -> None:
+@pytest.mark.parametrize("chunk_rows", [100_000, 999])
+def test_read_frame_returns_the_rows_exactly(db_engine: Engine, chunk_rows: int) -> None:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(
         {
@@ -39,7 +41,7 @@ def test_read_frame_returns_the_rows_exactly(db_engine: Engine) -> None:
     )
     with db_engine.begin() as conn:
         TABLE.create(conn)
-        bulk_insert(conn, TABLE, pd.concat([frame, many], ignore_index=True))
+        bulk_insert(conn, TABLE, pd.concat([frame, many], ignore_index=True), chunk_rows=chunk_rows)
     with db_engine.connect() as conn:
         read = read_frame(conn, 'SELECT user_id, score, ratio, label FROM "frame_roundtrip"')
     read = read.sort_values("user_id", kind="stable").reset_index(drop=True)
