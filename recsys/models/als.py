@@ -20,6 +20,7 @@ from pydantic import Field
 
 from recsys.models.base import ModelConfig, Recommender
 from recsys.models.dataset import InteractionData
+from recsys.models.inner_product_topk import InnerProductTopK
 from recsys.models.topk import top_k_per_key
 from recsys.progress import ProgressLog
 
@@ -129,17 +130,12 @@ class ALSModel(Recommender):
         assert self.items is not None
         served, vectors = self.user_vectors(user_ids, data)
         bought = self._bought_by(served, data)
-        unavailable = self._unavailable(data)
+        index = InnerProductTopK(self.item_factors, excluded=self._unavailable(data))
         frames = []
         for start in range(0, served.size, _USER_BATCH):
             stop = start + _USER_BATCH
-            ids, scores = topk(
-                self.item_factors,
-                vectors[start:stop],
-                min(k, len(self.items)),
-                filter_query_items=None if bought is None else bought[start:stop],
-                filter_items=unavailable,
-                num_threads=0,
+            ids, scores = index.query(
+                vectors[start:stop], k, filter_query_items=None if bought is None else bought[start:stop]
             )
             valid = scores > _FILTERED
             rows = np.repeat(served[start:stop], ids.shape[1]).reshape(ids.shape)
