@@ -7,8 +7,8 @@ Cauchy–Schwarz an item scores at most ``‖user‖ · ‖item‖``, so with th
 order, once a user's k-th best score over a prefix is at least ``‖user‖`` times the norm of the
 first item outside it, no item outside can enter the list: the answer is exact (the norm bound
 of LEMP, Teflioudi, Gemulla & Mykytiuk, "LEMP: Fast Retrieval of Large Entries in a Matrix
-Product", SIGMOD 2015). On the full twin's ALS factors 6% of the items decide the median
-user's top 50 and 14% the worst user's (``benchmarks/topk_benchmark.py``).
+Product", SIGMOD 2015). On the full twin's ALS factors (×1 and ×2) the top 30 costs 6.6–7.5% of
+the brute-force scores (``benchmarks/topk_benchmark.py``).
 
 Each prefix is scored by implicit's ``topk`` (threads, filters), so the result equals
 brute force on the whole catalogue up to the order of equal scores (tested against it).
@@ -69,7 +69,7 @@ class InnerProductTopK:
         scores = np.zeros((vectors.shape[0], k), dtype=np.float32)
         if k == 0 or vectors.shape[0] == 0:
             return ids, scores
-        excluded = self._in_index_order(filter_query_items, vectors.shape[0])
+        excluded = self._in_index_order(filter_query_items)
         query_norms = np.linalg.norm(vectors, axis=1).astype(np.float64)
         pending = np.arange(vectors.shape[0])
         prefix = min(size, max(_FIRST_ITEMS, k, int(size * _FIRST_SHARE)))
@@ -92,14 +92,13 @@ class InnerProductTopK:
             prefix = min(size, 2 * prefix)
         return self.codes[ids], scores
 
-    def _in_index_order(self, items: sp.csr_matrix | None, rows: int) -> sp.csr_matrix | None:
+    def _in_index_order(self, items: sp.csr_matrix | None) -> sp.csr_matrix | None:
         """``items`` with its columns moved to index positions (excluded items dropped)."""
         if items is None:
             return None
-        items = sp.csr_matrix(items)
-        coo = items.tocoo()
+        coo = sp.coo_matrix(items)
         positions = self.position[coo.col]
         kept = positions >= 0
         return sp.csr_matrix(
-            (coo.data[kept], (coo.row[kept], positions[kept])), shape=(rows, self.codes.size)
+            (coo.data[kept], (coo.row[kept], positions[kept])), shape=(coo.shape[0], self.codes.size)
         )
