@@ -40,6 +40,7 @@ RECSYS = Path(sys.executable).parent / "recsys"
 LOAD_STEP = "data load (raw files → raw tables)"
 GROWTH_TIME_LIMIT = 2.4
 GROWTH_PEAK_LIMIT_BYTES = 8 * 10**9
+STAGES_IN_ORDER = list(STAGES)
 
 
 @dataclass
@@ -69,9 +70,14 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 
 def run_pipeline(
-    raw_dir: Path, moment: str, postgres_url: str, keep: Path | None, extra_env: dict[str, str]
+    raw_dir: Path,
+    moment: str,
+    postgres_url: str,
+    keep: Path | None,
+    extra_env: dict[str, str],
+    stages: list[str] = STAGES_IN_ORDER,
 ) -> PipelineRun:
-    """Load ``raw_dir`` into a scratch database and run every stage in its own process."""
+    """Load ``raw_dir`` into a scratch database and run ``stages`` in order, each in its own process."""
     run = PipelineRun()
     with (
         scratch_database(postgres_url, "recsys_pipeline", keep=keep is not None) as db_url,
@@ -91,7 +97,7 @@ def run_pipeline(
             (keep / "database_url").write_text(db_url)
         steps = [(LOAD_STEP, [str(RECSYS), "data", "load"])] + [
             (stage, [str(RECSYS), "pipeline", "run", "--stage", stage, "--moment", moment])
-            for stage in STAGES
+            for stage in stages
         ]
         for step, command in steps:
             print(f"{datetime.now(UTC):%H:%M:%S} {step} …", flush=True)
@@ -194,15 +200,23 @@ def main() -> None:
         type=Path,
         help="keep the database; write its URL and the object store here (per factor: <keep>/x<factor>)",
     )
+    parser.add_argument(
+        "--until",
+        choices=STAGES_IN_ORDER,
+        default=STAGES_IN_ORDER[-1],
+        help="the last stage to run (default: all); the earlier ones run before it",
+    )
     add_postgres_argument(parser)
     args = parser.parse_args()
+    stages = STAGES_IN_ORDER[: STAGES_IN_ORDER.index(args.until) + 1]
     if not args.factors:
         if not (args.raw_dir / "events.csv").exists():
             generate_twin(args.raw_dir, scale=args.scale)
-        run = run_pipeline(args.raw_dir, args.moment, args.postgres_url, args.keep, {})
+        run = run_pipeline(args.raw_dir, args.moment, args.postgres_url, args.keep, {}, stages)
         record("pipeline.md", run_section(f"`{args.scale}` twin", run))
         return
 
+    until_note = "" if stages == STAGES_IN_ORDER else f", stages up to {args.until}"
     runs: dict[float, PipelineRun] = {}
     for factor in args.factors:
         raw_dir = args.raw_dir / f"x{factor:g}"
@@ -211,9 +225,9 @@ def main() -> None:
             generate_twin(raw_dir, scale=resolve_shape("twin", args.scale, factor))
         keep = args.keep / f"x{factor:g}" if args.keep else None
         runs[factor] = run_pipeline(
-            raw_dir, args.moment, args.postgres_url, keep, {"RECSYS_TUNING_MAX_TRIALS": "0"}
+            raw_dir, args.moment, args.postgres_url, keep, {"RECSYS_TUNING_MAX_TRIALS": "0"}, stages
         )
-        title = f"`{args.scale}` twin ×{factor:g} (growth run, no hyper-parameter search)"
+        title = f"`{args.scale}` twin ×{factor:g} (growth run, no hyper-parameter search{until_note})"
         record("pipeline.md", run_section(title, runs[factor]))
     record("pipeline.md", growth_section(args.scale, runs))
 

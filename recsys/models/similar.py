@@ -96,6 +96,13 @@ def _frame(
     return with_ranks(result, "item_id")
 
 
+def items_short_of(similar: pd.DataFrame, item_ids: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.int64]:
+    """The ``item_ids`` with fewer than ``n`` rows in ``similar``: the only items whose merged list
+    (:func:`merge_similar_items`) takes anything from a fallback, so the only ones to compute it for."""
+    full = similar["item_id"].value_counts()
+    return item_ids[~np.isin(item_ids, full.index[full >= n].to_numpy())]
+
+
 def merge_similar_items(primary: pd.DataFrame, fallback: pd.DataFrame, n: int) -> pd.DataFrame:
     """Primary neighbours first, then fallback ones not already listed, ``n`` per item.
 

@@ -42,7 +42,7 @@ from recsys.models.session_blend import (
     SessionBlendModel,
     SessionBlendWeights,
 )
-from recsys.models.similar import covisitation_similar_items, merge_similar_items
+from recsys.models.similar import covisitation_similar_items, items_short_of, merge_similar_items
 from recsys.pipeline.session_blend import CART, GOAL, tune_session_blend
 from recsys.publishing.catalogue import (
     DEFAULT_RECOMMENDATIONS,
@@ -391,7 +391,9 @@ def prepare_similar_items(ctx: RunContext) -> dict[str, Any]:
     if ctx.registry.current(ALS_MODEL) is not None:
         _, als = ctx.registry.load_current(ALS_MODEL)
         assert isinstance(als, ALSModel)
-        similar = merge_similar_items(similar, als.similar_items(ctx.window.item_codes.ids, n), n)
+        short = items_short_of(similar, ctx.window.item_codes.ids, n)
+        ctx.summary["items_completed_by_als"] = int(short.size)
+        similar = merge_similar_items(similar, als.similar_items(short, n), n)
     else:
         logger.warning("no ALS model yet: similar items come from co-visitation only")
         similar = similar.assign(source="covisitation")

@@ -12,7 +12,12 @@ from recsys.models.i2i import ItemToItemModel, recent_items, score_from_recent_i
 from recsys.models.itemknn import ItemKNNModel
 from recsys.models.popular import PopularConfig, PopularModel
 from recsys.models.ranker import CatBoostConfig, TwoStageConfig, TwoStageModel
-from recsys.models.similar import covisitation_similar_items, merge_similar_items, top_n_per_row
+from recsys.models.similar import (
+    covisitation_similar_items,
+    items_short_of,
+    merge_similar_items,
+    top_n_per_row,
+)
 from tests.models.conftest import N_CLUSTERS, N_ITEMS
 
 PER_CLUSTER = N_ITEMS // N_CLUSTERS
@@ -153,6 +158,22 @@ def test_merged_similar_items_fill_from_the_fallback() -> None:
     merged = merge_similar_items(primary, fallback, n=2)
     assert merged["similar_item_id"].tolist() == [2, 3]
     assert merged["source"].tolist() == ["covisitation", "als"]
+
+
+def test_fallback_for_the_short_lists_only_merges_to_the_same_lists(window: InteractionData) -> None:
+    n = 8
+    covisited = covisitation_similar_items(window, n)
+    # Every item of the clustered window has 19 co-visited items: cut half the lists short.
+    covisited = covisited[(covisited["item_id"] % 2 == 0) | (covisited["rank"] <= 3)]
+    als = ALSModel(ALSConfig(factors=16, iterations=5)).fit(window)
+    every_item = window.item_codes.ids
+    short = items_short_of(covisited, every_item, n)
+    lengths = covisited["item_id"].value_counts().reindex(every_item, fill_value=0)
+    assert 0 < short.size < every_item.size  # both kinds present, so the check below means something
+    assert set(short) == set(lengths.index[lengths < n])
+    merged_all = merge_similar_items(covisited, als.similar_items(every_item, n), n)
+    merged_short = merge_similar_items(covisited, als.similar_items(short, n), n)
+    pd.testing.assert_frame_equal(merged_short.reset_index(drop=True), merged_all.reset_index(drop=True))
 
 
 def test_i2i_votes_favour_recent_items() -> None:
