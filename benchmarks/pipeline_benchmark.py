@@ -13,6 +13,11 @@ Usage::
 
     .venv/bin/python benchmarks/pipeline_benchmark.py --raw-dir /tmp/twin_full [--scale full]
     .venv/bin/python benchmarks/pipeline_benchmark.py --raw-dir /tmp/growth --factors 0.5 1 2
+    # part of the stages, keeping the databases; later, the rest on them:
+    .venv/bin/python benchmarks/pipeline_benchmark.py --raw-dir /tmp/growth --factors 1 2 \
+        --keep /tmp/kept --until prepare_similar_items
+    .venv/bin/python benchmarks/pipeline_benchmark.py --raw-dir /tmp/growth --factors 1 2 \
+        --keep /tmp/kept --from-stage train_ranking_model_and_rank_recommendations
 
 Appends Markdown sections to ``benchmarks/results/pipeline.md``.
 """
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,14 +82,20 @@ def run_pipeline(
     keep: Path | None,
     extra_env: dict[str, str],
     stages: list[str] = STAGES_IN_ORDER,
+    resume: bool = False,
 ) -> PipelineRun:
-    """Load ``raw_dir`` into a scratch database and run ``stages`` in order, each in its own process."""
+    """Load ``raw_dir`` into a scratch database and run ``stages`` in order, each in its own process;
+    with ``resume``, run them on the database and object store an earlier run kept in ``keep``."""
     run = PipelineRun()
-    with (
-        scratch_database(postgres_url, "recsys_pipeline", keep=keep is not None) as db_url,
-        tempfile.TemporaryDirectory() as scratch,
-    ):
-        store = str(keep / "object_store") if keep else scratch
+    with ExitStack() as stack:
+        if resume:
+            assert keep is not None, "resuming needs the folder an earlier run kept"
+            db_url = (keep / "database_url").read_text()
+        else:
+            db_url = stack.enter_context(
+                scratch_database(postgres_url, "recsys_pipeline", keep=keep is not None)
+            )
+        store = str(keep / "object_store") if keep else stack.enter_context(tempfile.TemporaryDirectory())
         env = {
             **os.environ,
             "OPENBLAS_NUM_THREADS": "1",
@@ -92,10 +104,10 @@ def run_pipeline(
             "RECSYS_RAW_DATA_DIR": str(raw_dir),
             **extra_env,
         }
-        if keep:
+        if keep and not resume:
             keep.mkdir(parents=True, exist_ok=True)
             (keep / "database_url").write_text(db_url)
-        steps = [(LOAD_STEP, [str(RECSYS), "data", "load"])] + [
+        steps = ([] if resume else [(LOAD_STEP, [str(RECSYS), "data", "load"])]) + [
             (stage, [str(RECSYS), "pipeline", "run", "--stage", stage, "--moment", moment])
             for stage in stages
         ]
@@ -206,17 +218,29 @@ def main() -> None:
         default=STAGES_IN_ORDER[-1],
         help="the last stage to run (default: all); the earlier ones run before it",
     )
+    parser.add_argument(
+        "--from-stage",
+        choices=STAGES_IN_ORDER,
+        help="re-run from this stage on the databases and object stores kept by an earlier run "
+        "with the same --keep (no load, the earlier stages' tables and models are used)",
+    )
     add_postgres_argument(parser)
     args = parser.parse_args()
-    stages = STAGES_IN_ORDER[: STAGES_IN_ORDER.index(args.until) + 1]
+    if args.from_stage and not args.keep:
+        parser.error("--from-stage needs the --keep folder of the earlier run")
+    first = STAGES_IN_ORDER.index(args.from_stage) if args.from_stage else 0
+    stages = STAGES_IN_ORDER[first : STAGES_IN_ORDER.index(args.until) + 1]
+    resume = args.from_stage is not None
     if not args.factors:
         if not (args.raw_dir / "events.csv").exists():
             generate_twin(args.raw_dir, scale=args.scale)
-        run = run_pipeline(args.raw_dir, args.moment, args.postgres_url, args.keep, {}, stages)
+        run = run_pipeline(args.raw_dir, args.moment, args.postgres_url, args.keep, {}, stages, resume)
         record("pipeline.md", run_section(f"`{args.scale}` twin", run))
         return
 
-    until_note = "" if stages == STAGES_IN_ORDER else f", stages up to {args.until}"
+    until_note = "" if stages == STAGES_IN_ORDER else f", stages {stages[0]} … {stages[-1]}"
+    if resume:
+        until_note += ", on the databases of the earlier run"
     runs: dict[float, PipelineRun] = {}
     for factor in args.factors:
         raw_dir = args.raw_dir / f"x{factor:g}"
@@ -225,7 +249,7 @@ def main() -> None:
             generate_twin(raw_dir, scale=resolve_shape("twin", args.scale, factor))
         keep = args.keep / f"x{factor:g}" if args.keep else None
         runs[factor] = run_pipeline(
-            raw_dir, args.moment, args.postgres_url, keep, {"RECSYS_TUNING_MAX_TRIALS": "0"}, stages
+            raw_dir, args.moment, args.postgres_url, keep, {"RECSYS_TUNING_MAX_TRIALS": "0"}, stages, resume
         )
         title = f"`{args.scale}` twin ×{factor:g} (growth run, no hyper-parameter search{until_note})"
         record("pipeline.md", run_section(title, runs[factor]))

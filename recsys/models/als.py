@@ -15,10 +15,10 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
-from implicit.cpu.topk import topk
 from pydantic import Field
 
 from recsys.models.base import ModelConfig, Recommender
+from recsys.models.cosine_neighbours import NeighbourSearch, cosine_neighbours
 from recsys.models.dataset import InteractionData
 from recsys.models.inner_product_topk import InnerProductTopK
 from recsys.models.topk import top_k_per_key
@@ -43,6 +43,9 @@ class ALSConfig(ModelConfig):
     use_gpu: bool = False
     filter_bought: bool = True
     available_only: bool = True
+    # Similar items: exact up to this many items, an index with at least this recall above.
+    similar_exact_max_items: int = Field(50_000, ge=1)
+    similar_min_recall: float = Field(0.95, gt=0, le=1)
 
 
 class ALSModel(Recommender):
@@ -56,6 +59,8 @@ class ALSModel(Recommender):
         super().__init__(config)
         self.user_factors: npt.NDArray[np.float32] = np.empty((0, 0), dtype=np.float32)
         self.item_factors: npt.NDArray[np.float32] = np.empty((0, 0), dtype=np.float32)
+        # How the last similar_items call searched (exact, or the index's probes and recall).
+        self.similar_search: NeighbourSearch | None = None
 
     def _estimator(self) -> Any:
         params = {
@@ -177,27 +182,30 @@ class ALSModel(Recommender):
         return codes if codes.size else None
 
     def similar_items(self, item_ids: npt.NDArray[np.int64], n: int) -> pd.DataFrame:
-        """Cosine-nearest items in factor space: ``item_id, similar_item_id, score, rank``."""
+        """Cosine-nearest items in factor space: ``item_id, similar_item_id, score, rank``.
+
+        Exact up to ``similar_exact_max_items`` items, approximate above (an IVF index whose
+        recall is measured against exact neighbours, see :func:`cosine_neighbours`).
+        """
         assert self.items is not None
         codes = self.items.transform(item_ids, unknown="mask")
         codes = codes[codes >= 0]
-        norms = np.linalg.norm(self.item_factors, axis=1)
-        normalised = self.item_factors / np.maximum(norms, 1e-12)[:, None]
-        frames = []
-        for start in range(0, codes.size, _USER_BATCH):
-            batch = codes[start : start + _USER_BATCH]
-            ids, scores = topk(normalised, normalised[batch], min(n + 1, len(self.items)), num_threads=0)
-            source = np.repeat(batch, ids.shape[1]).reshape(ids.shape)
-            valid = (ids != source) & (scores > _FILTERED)
-            frame = pd.DataFrame(
-                {
-                    "item_id": self.items.inverse(source[valid]),
-                    "similar_item_id": self.items.inverse(ids[valid]),
-                    "score": scores[valid].astype(np.float32),
-                }
-            )
-            frames.append(frame)
-        result = pd.concat(frames, ignore_index=True)
+        ids, scores, self.similar_search = cosine_neighbours(
+            self.item_factors,
+            codes,
+            n + 1,
+            exact_max_items=self.config.similar_exact_max_items,
+            min_recall=self.config.similar_min_recall,
+        )
+        source = np.repeat(codes, ids.shape[1]).reshape(ids.shape)
+        valid = (ids != source) & (ids >= 0) & (scores > _FILTERED)
+        result = pd.DataFrame(
+            {
+                "item_id": self.items.inverse(source[valid]),
+                "similar_item_id": self.items.inverse(ids[valid]),
+                "score": scores[valid].astype(np.float32),
+            }
+        )
         return top_k_per_key(result, "item_id", n)
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:

@@ -100,6 +100,13 @@ class Recommender(ABC):
         DataFrame
             ``user_id, item_id, score, rank`` (rank 1 = best).
         """
+        users = self._checked_users(user_ids, data, k)
+        if users.size == 0:
+            return pd.DataFrame({c: pd.Series(dtype="int64") for c in RECOMMENDATION_COLUMNS})
+        return self._recommend(users, data, k)
+
+    def _checked_users(self, user_ids: npt.ArrayLike, data: InteractionData, k: int) -> npt.NDArray[np.int64]:
+        """The distinct ``user_ids``, once the model is known to be able to recommend ``k`` items."""
         if not self.is_fitted:
             raise ModelError(f"{type(self).__name__} is not fitted: call fit() or load() first")
         if k < 1:
@@ -110,10 +117,7 @@ class Recommender(ABC):
                 f"all {len(self.items)} items known to the {self.kind} model are unavailable: "
                 "nothing can be recommended (check the 'available' property of the catalogue)"
             )
-        users = np.unique(np.asarray(user_ids, dtype=np.int64))
-        if users.size == 0:
-            return pd.DataFrame({c: pd.Series(dtype="int64") for c in RECOMMENDATION_COLUMNS})
-        return self._recommend(users, data, k)
+        return np.unique(np.asarray(user_ids, dtype=np.int64))
 
     def _to_model_items(self, data: InteractionData, matrix: sp.csr_matrix) -> sp.csr_matrix:
         """Re-index the columns of a matrix over ``data``'s items to this model's items.

@@ -72,7 +72,18 @@ class InteractionData:
         return len(self.item_codes)
 
     def matrix(self, events: tuple[str, ...] | None = None) -> sp.csr_matrix:
-        """Users × items matrix of summed weights (of the given events only, if set)."""
+        """Users × items matrix of summed weights (of the given events only, if set).
+
+        The matrix of all events is built once (models take rows of it batch by batch): treat it
+        as read-only.
+        """
+        return self._matrix if events is None else self._weights(events)
+
+    @cached_property
+    def _matrix(self) -> sp.csr_matrix:
+        return self._weights(None)
+
+    def _weights(self, events: tuple[str, ...] | None) -> sp.csr_matrix:
         frame = self.interactions
         if events is not None:
             frame = frame[frame["event"].isin(events)]
@@ -82,13 +93,36 @@ class InteractionData:
             dtype=np.float32,
         )
 
+    def of_users(self, user_ids: npt.ArrayLike) -> pd.DataFrame:
+        """The interactions of ``user_ids`` in window order, found through a per-user index rather
+        than a scan of the window, so a batch of users costs its own rows only."""
+        codes = self.users.transform(np.asarray(user_ids, dtype=np.int64), unknown="mask")
+        codes = np.unique(codes[codes >= 0])
+        starts, stops = self._user_starts[codes], self._user_starts[codes + 1]
+        lengths = stops - starts
+        # Concatenated ranges starts[i]..stops[i], vectorised.
+        offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        rows = self._rows_by_user[offsets + np.arange(int(lengths.sum()))]
+        return self.interactions.iloc[np.sort(rows)]
+
+    @cached_property
+    def _rows_by_user(self) -> npt.NDArray[np.int64]:
+        """Row positions of the interactions ordered by user (window order within a user)."""
+        return np.argsort(self.interactions["user_code"].to_numpy(), kind="stable").astype(np.int64)
+
+    @cached_property
+    def _user_starts(self) -> npt.NDArray[np.int64]:
+        """Where each user's rows start in :attr:`_rows_by_user` (one more entry: the end)."""
+        counts = np.bincount(self.interactions["user_code"].to_numpy(), minlength=self.n_users)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
     def purchases(self) -> sp.csr_matrix:
         """Users × items matrix marking what each user has bought (used to filter)."""
         return self._purchases
 
     @cached_property
     def _purchases(self) -> sp.csr_matrix:
-        return self.matrix(PURCHASE_EVENTS)
+        return self._weights(PURCHASE_EVENTS)
 
     def has_bought(self, user_ids: npt.ArrayLike, item_ids: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Whether each user of ``user_ids`` bought the item at the same position of ``item_ids``.

@@ -171,7 +171,7 @@ class ItemToItemModel(Recommender):
         )
 
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
-        history = data.interactions[data.interactions["user_id"].isin(user_ids)]
+        history = data.of_users(user_ids)
         scored = score_from_recent_items(
             recent_items(history, self.config.n_recent), self.similar, self.config.recency_half_life
         )

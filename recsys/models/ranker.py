@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,7 @@ class TwoStageModel(Recommender):
 
     def _history(self, user_ids: npt.NDArray[np.int64], data: InteractionData) -> pd.DataFrame:
         """The user's own latest items (not bought, available), newest first."""
-        history = data.interactions[data.interactions["user_id"].isin(user_ids)]
+        history = data.of_users(user_ids)
         recent = recent_items(history, self.config.n_history)
         recent = data.exclude(recent, bought=True, unavailable=True)
         return recent.assign(score=1.0 / (recent["position"] + 1), rank=recent["position"] + 1)
@@ -307,22 +308,37 @@ class TwoStageModel(Recommender):
         return best + 1, float(smoothed.iloc[best])
 
     # -- serving ----------------------------------------------------------------------------
+    def recommend_batches(
+        self, user_ids: npt.ArrayLike, data: InteractionData, k: int
+    ) -> Iterator[pd.DataFrame]:
+        """:meth:`recommend`'s rows, ``users_per_batch`` users at a time: for ranking every active
+        user without holding all their rows (the window's features are computed once)."""
+        users = self._checked_users(user_ids, data, k)
+        yield from self._batches(users, data, k)
+
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
+        return pd.concat(list(self._batches(user_ids, data, k)), ignore_index=True)
+
+    def _batches(
+        self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int
+    ) -> Iterator[pd.DataFrame]:
         if self.ranker is None:
             raise ModelError("the two-stage model has no trained ranker")
         # A user without history has only popular candidates and no user features: the
         # popularity ranking itself serves them at least as well as a re-ranking of it.
         known = data.users.contains(user_ids)
-        parts = [self.popular.recommend(user_ids[~known], data, k)] if (~known).any() else []
-        features = RankingFeatures(data)
+        if (~known).any():
+            yield self.popular.recommend(user_ids[~known], data, k)
         with_history = user_ids[known]
+        if with_history.size == 0:
+            return
+        features = RankingFeatures(data)
         for start in range(0, with_history.size, self.config.users_per_batch):
             batch = with_history[start : start + self.config.users_per_batch]
             built = features.build(self.candidates(batch, data))
             built["score"] = self.ranker.predict(built[self.feature_names]).astype(np.float32)
             ordered = built.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
-            parts.append(top_k_per_key(ordered, "user_id", k)[RECOMMENDATION_COLUMNS])
-        return pd.concat(parts, ignore_index=True)
+            yield top_k_per_key(ordered, "user_id", k)[RECOMMENDATION_COLUMNS]
 
     # -- persistence ------------------------------------------------------------------------
     def _state(self) -> dict[str, npt.NDArray[Any]]:

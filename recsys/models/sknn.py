@@ -236,7 +236,7 @@ class SessionRecommender(Recommender):
 
     # -- the Recommender contract ------------------------------------------------------------
     def _recommend(self, user_ids: npt.NDArray[np.int64], data: InteractionData, k: int) -> pd.DataFrame:
-        history = data.interactions[data.interactions["user_id"].isin(user_ids)]
+        history = data.of_users(user_ids)
         latest = history["session_index"] == history.groupby("user_id")["session_index"].transform("max")
         queries = SessionQueries.from_frame(history[latest], key="user_id")
         assert self.items is not None

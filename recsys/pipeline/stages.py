@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -392,8 +392,9 @@ def prepare_similar_items(ctx: RunContext) -> dict[str, Any]:
         _, als = ctx.registry.load_current(ALS_MODEL)
         assert isinstance(als, ALSModel)
         short = items_short_of(similar, ctx.window.item_codes.ids, n)
-        ctx.summary["items_completed_by_als"] = int(short.size)
         similar = merge_similar_items(similar, als.similar_items(short, n), n)
+        assert als.similar_search is not None
+        ctx.summary["als_neighbours"] = {"items": int(short.size), **asdict(als.similar_search)}
     else:
         logger.warning("no ALS model yet: similar items come from co-visitation only")
         similar = similar.assign(source="covisitation")
@@ -503,16 +504,12 @@ def _publish_reranked(ctx: RunContext, ranker: TwoStageModel, strength: float) -
     reranker = PopularityReRanker(ReRankConfig(strength=strength, pool=ctx.settings.rerank_pool)).fit(
         ctx.window
     )
-    users = ctx.active_users()
-    batch = ranker.config.users_per_batch
     ranked_users = 0
 
     def batches() -> Iterator[pd.DataFrame]:
         nonlocal ranked_users
-        for start in range(0, users.size, batch):
-            pool = ranker.recommend(
-                users[start : start + batch], ctx.window, max(depth, reranker.config.pool)
-            )
+        pools = ranker.recommend_batches(ctx.active_users(), ctx.window, max(depth, reranker.config.pool))
+        for pool in pools:
             recs = reranker.rerank(pool, depth)
             ranked_users += int(recs["user_id"].nunique())  # batches hold disjoint users
             yield recs

@@ -292,6 +292,18 @@ def test_two_stage_reports_candidate_recall_and_trains_on_the_past(window: Inter
     }
 
 
+def test_two_stage_batches_are_its_recommendations_in_parts(window: InteractionData) -> None:
+    config = TwoStageConfig(
+        label_days=7, label_windows=2, users_per_batch=7, ranker=CatBoostConfig(iterations=20)
+    )
+    model = TwoStageModel(config).fit(window)
+    users = np.concatenate([window.users.ids[:30], [99_999_999]])  # one without history: popular items
+    batches = list(model.recommend_batches(users, window, 5))
+    assert len(batches) == 1 + 5  # the user without history, then 30 users in batches of 7
+    assert all(batch["user_id"].nunique() <= 7 for batch in batches)
+    pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), model.recommend(users, window, 5))
+
+
 def test_two_stage_learns_from_a_sample_of_the_users_who_only_viewed(window: InteractionData) -> None:
     def report(**options: float) -> dict[str, float]:
         ranker = CatBoostConfig(iterations=30)
