@@ -1,4 +1,4 @@
-"""Pieces the benchmark scripts share: recording results and a scratch PostgreSQL database."""
+"""Pieces the benchmark scripts share: recording results, a scratch PostgreSQL database, kept stores."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+from recsys.models.als import ALSModel
+from recsys.publishing.registry import ModelRegistry
+from recsys.storage.object_store import open_object_store
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -47,3 +51,20 @@ def scratch_database(server_url: str, prefix: str, keep: bool = False) -> Iterat
             with admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    """``--store LABEL=URL`` (repeatable): object stores of kept pipeline runs, e.g. ``x1=/tmp/keep/x1/object_store``."""
+    parser.add_argument("--store", action="append", required=True, help="LABEL=object store URL or folder")
+
+
+def labelled_stores(items: list[str]) -> dict[str, str]:
+    """``--store`` values as ``{label: url}``, in the order given."""
+    return dict(item.split("=", 1) for item in items)
+
+
+def promoted_als(store_url: str) -> ALSModel:
+    """The ALS model in service in an object store."""
+    _, model = ModelRegistry(open_object_store(store_url)).load_current("als")
+    assert isinstance(model, ALSModel)
+    return model

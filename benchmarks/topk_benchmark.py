@@ -22,19 +22,15 @@ import time
 from datetime import UTC, datetime
 
 import numpy as np
-from common import record
+from common import add_store_argument, labelled_stores, promoted_als, record
 from implicit.cpu.topk import topk
 
-from recsys.models.als import ALSModel
 from recsys.models.inner_product_topk import InnerProductTopK
-from recsys.publishing.registry import ModelRegistry
-from recsys.storage.object_store import open_object_store
 
 
 def measure(store_url: str, users: int, k: int, seed: int) -> dict[str, float]:
     """Seconds of both methods on ``users`` random trained users of the store's ALS model."""
-    _, model = ModelRegistry(open_object_store(store_url)).load_current("als")
-    assert isinstance(model, ALSModel)
+    model = promoted_als(store_url)
     items = model.item_factors
     rng = np.random.default_rng(seed)
     vectors = model.user_factors[rng.choice(model.user_factors.shape[0], users, replace=False)]
@@ -64,12 +60,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--store", action="append", required=True, help="LABEL=object store URL or folder")
+    add_store_argument(parser)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--k", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    stores = dict(item.split("=", 1) for item in args.store)
+    stores = labelled_stores(args.store)
     results = {}
     for label, url in stores.items():
         results[label] = measure(url, args.users, args.k, args.seed)
