@@ -176,6 +176,12 @@ def test_fallback_for_the_short_lists_only_merges_to_the_same_lists(window: Inte
     pd.testing.assert_frame_equal(merged_short.reset_index(drop=True), merged_all.reset_index(drop=True))
 
 
+def test_als_similar_items_of_no_item_is_an_empty_frame(window: InteractionData) -> None:
+    als = ALSModel(ALSConfig(factors=8, iterations=2)).fit(window)
+    assert als.similar_items(np.empty(0, dtype=np.int64), 5).empty
+    assert als.similar_items(np.array([-5]), 5).empty  # unknown items have no neighbours
+
+
 def test_i2i_votes_favour_recent_items() -> None:
     recent = pd.DataFrame({"user_id": [1, 1], "item_id": [10, 20], "position": [0, 3]})
     similar = pd.DataFrame(
