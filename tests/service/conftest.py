@@ -240,13 +240,19 @@ class LiveService:
             if self.process.poll() is not None:
                 pytest.fail(f"the service exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                # With several workers, /ready answers from the first one up: wait for all of them,
+                # so that a test's deadline does not include the others' start.
+                if httpx.get(self.url + path, timeout=2).status_code == 200 and self._workers_started():
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         self.stop()
         pytest.fail(f"the service did not answer {path} within {START_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+
+    def _workers_started(self) -> bool:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text.count("Application startup complete.") >= self.workers
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the service's output."""
