@@ -77,7 +77,8 @@ def cosine_neighbours(
     k : int
         Neighbours per query; missing ones (fewer than ``k`` found) have id ``-1``.
     exact_max_items : int
-        Up to this many rows the search is exact.
+        Up to this many rows the search is exact; so it is for at most 2,000 queries, which
+        cost less exactly than the index's recall check would.
     min_recall : float
         Above it, the share of the exact neighbours the index must find on a sample of queries.
 
