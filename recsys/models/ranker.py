@@ -8,7 +8,10 @@ many users who bought nothing in a window still show which candidates they prefe
 sample of those users, ``view_only_users_per_relevant`` per user with a cart or purchase and
 at most ``max_view_only_users`` per window, keeps the training set in proportion and
 bounded). Only users with history before a window are trained on: they are the users the
-ranker serves (a user without history gets the popularity ranking itself). The number of
+ranker serves (a user without history gets the popularity ranking itself). The training set
+is bounded by ``max_train_rows`` (an equal share per window): beyond it a random sample of the
+window's users is kept, users with a cart or purchase first, so the ranker's time and memory
+stop growing with the shop once it has that much to learn from. The number of
 trees is chosen on the training period's own validation: a ranker is first fitted on the
 older windows and evaluated (NDCG@10) on the newest one's users with a cart or purchase, the
 peak of the curve's moving average (``iteration_smoothing`` trees) is taken, and the final
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +87,9 @@ class TwoStageConfig(ModelConfig):
     view_only_users_per_relevant: float = Field(8.0, ge=0)
     # ... and at most this many per label window (bounds the training set's memory at full scale).
     max_view_only_users: int = Field(1_000, ge=0)
+    # Candidate rows of all label windows the ranker trains on, at most (an equal share per window;
+    # users are sampled beyond it): bounds the ranker's fitting time and memory as data grows.
+    max_train_rows: int = Field(1_000_000, ge=1)
     # Train on users without history before a label window too (they are never ranked).
     train_cold_users: bool = False
     # Choose the number of trees (at most ranker.iterations) on the newest label window.
@@ -190,27 +197,38 @@ class TwoStageModel(Recommender):
             if gain.empty:
                 return None
         users = self._training_users(gain, seed=int(label_end.timestamp()))
+        if users.size == 0:  # only views of users with history: nobody to learn a cart from
+            return None
         features = RankingFeatures(base)
-        parts = []
-        for start in range(0, users.size, self.config.users_per_batch):
-            batch = users[start : start + self.config.users_per_batch]
+        budget = max(1, self.config.max_train_rows // self.config.label_windows)
+        parts: list[pd.DataFrame] = []
+        done = rows = 0
+        while done < users.size and rows < budget:
+            batch = users[done : done + self.config.users_per_batch]
             candidates = self.candidates(batch, base).merge(gain, on=["user_id", "item_id"], how="left")
             parts.append(features.build(candidates.fillna({"label": 0.0})))
+            done += batch.size
+            rows += len(parts[-1])
         window = pd.concat(parts, ignore_index=True)
-        window.attrs["label_pairs"] = int((gain["label"] >= CART_LABEL).sum())
+        kept = _first_users_within(window, users[:done], budget)
+        window = window[window["user_id"].isin(kept)].reset_index(drop=True)
+        window.attrs["label_pairs"] = int((gain.loc[gain["user_id"].isin(kept), "label"] >= CART_LABEL).sum())
+        window.attrs["sampled_out_users"] = users.size - kept.size
         return window
 
     def _training_users(self, gain: pd.DataFrame, seed: int) -> npt.NDArray[np.int64]:
-        """Users with an add-to-cart or purchase, and a sample of the users who only viewed
-        (at most ``view_only_users_per_relevant`` per user with one, and ``max_view_only_users``)."""
+        """Users with an add-to-cart or purchase, then a sample of the users who only viewed (at
+        most ``view_only_users_per_relevant`` per user with one, and ``max_view_only_users``),
+        each part in random order, so that any prefix is a random sample of the most useful users."""
         best = gain.groupby("user_id")["label"].max()
         relevant = best.index[best >= CART_LABEL].to_numpy()
         view_only = best.index[best < CART_LABEL].to_numpy()
         per_relevant = int(self.config.view_only_users_per_relevant * relevant.size)
         limit = min(per_relevant, self.config.max_view_only_users)
-        if view_only.size > limit:
-            view_only = np.random.default_rng(seed).choice(view_only, size=limit, replace=False)
-        return np.sort(np.concatenate([relevant, view_only]))
+        rng = np.random.default_rng(seed)
+        return np.concatenate(
+            [relevant[rng.permutation(relevant.size)], view_only[rng.permutation(view_only.size)[:limit]]]
+        )
 
     def _fit(self, data: InteractionData) -> None:
         windows = []
@@ -245,19 +263,24 @@ class TwoStageModel(Recommender):
         if train.empty:
             raise ValueError("no label pair is among the candidates: the ranker cannot be trained")
         self.feature_names = RankingFeatures.feature_columns(train.drop(columns="window"))
+        started = time.perf_counter()
         iterations, validation_ndcg = self._choose_iterations(train)
         settings = self.config.ranker.model_dump() | {"iterations": iterations}
         self.ranker = CatBoostRanker(**settings, verbose=False, allow_writing_files=False)
         self.ranker.fit(self._pool(train), callbacks=[_CatBoostProgress("ranker", iterations)])
+        ranker_seconds = time.perf_counter() - started
         self.training_report = {
             "label_windows": float(len(windows)),
             "label_pairs": float(label_pairs),
             "candidate_recall": covered / label_pairs,
             "train_rows": float(len(train)),
+            "sampled_out_users": float(sum(int(w.attrs["sampled_out_users"]) for w in windows)),
             "train_groups": float(train["group"].nunique()),
             "relevant_groups": float(train.loc[train["label"] >= CART_LABEL, "group"].nunique()),
             "iterations": float(iterations),
             "validation_ndcg": validation_ndcg,
+            # CatBoost's share of the fit: the validation probe and the final ranker.
+            "ranker_seconds": ranker_seconds,
         }
         logger.info("ranker trained: %s", self.training_report)
         logger.info("ranker: refitting the candidate models on the whole window")
@@ -365,6 +388,16 @@ class TwoStageModel(Recommender):
         self.itemknn = ItemKNNModel.load(store, f"{prefix}/itemknn")
         self.i2i = ItemToItemModel.load(store, f"{prefix}/i2i")
         self.popular = PopularModel.load(store, f"{prefix}/popular")
+
+
+def _first_users_within(
+    frame: pd.DataFrame, users: npt.NDArray[np.int64], rows: int
+) -> npt.NDArray[np.int64]:
+    """The longest prefix of ``users`` that has at most ``rows`` rows in ``frame`` (at least the
+    first user, so that a budget below one user's candidates still trains)."""
+    sizes = frame["user_id"].value_counts().reindex(users, fill_value=0).to_numpy()
+    within = int(np.searchsorted(np.cumsum(sizes), rows, side="right"))
+    return users[: max(within, 1)]
 
 
 def _validation_ndcg(metrics: dict[str, dict[str, list[float]]]) -> list[float]:

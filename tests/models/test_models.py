@@ -334,6 +334,37 @@ def test_two_stage_learns_from_a_sample_of_the_users_who_only_viewed(window: Int
         assert with_views[name] == without_views[name] == none_sampled[name]
 
 
+def test_two_stage_trains_on_at_most_its_row_budget_keeping_users_with_a_cart_first(
+    window: InteractionData,
+) -> None:
+    def report(max_train_rows: int) -> dict[str, float]:
+        config = TwoStageConfig(
+            label_days=7,
+            label_windows=2,
+            users_per_batch=5,
+            view_only_users_per_relevant=4,
+            max_train_rows=max_train_rows,
+            ranker=CatBoostConfig(iterations=20),
+        )
+        return TwoStageModel(config).fit(window).training_report
+
+    unbounded = report(10**9)
+    assert unbounded["sampled_out_users"] == 0
+    rows_per_group = unbounded["train_rows"] / unbounded["train_groups"]
+    # A budget that holds the users with a cart or purchase but not all the users who only viewed.
+    budget = int((unbounded["relevant_groups"] + unbounded["train_groups"]) / 2 * rows_per_group)
+    bounded = report(budget)
+    assert bounded["train_rows"] <= budget < unbounded["train_rows"]
+    assert bounded["sampled_out_users"] > 0
+    assert bounded["relevant_groups"] == unbounded["relevant_groups"]
+    assert bounded["train_groups"] < unbounded["train_groups"]
+    # A budget below the users with a cart: a sample of them, whose label pairs alone are counted.
+    tight = report(int(unbounded["relevant_groups"] / 2 * rows_per_group))
+    assert 0 < tight["relevant_groups"] < unbounded["relevant_groups"]
+    assert tight["label_pairs"] < unbounded["label_pairs"]
+    assert 0 < tight["candidate_recall"] <= 1
+
+
 def test_two_stage_trains_on_users_with_history_and_picks_its_trees_on_the_newest_window(
     clustered: tuple[pd.DataFrame, pd.DataFrame],
 ) -> None:
