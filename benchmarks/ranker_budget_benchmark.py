@@ -14,7 +14,8 @@ Usage::
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/ranker_budget_benchmark.py \\
         --raw-dir /tmp/growth --factors 1 2
 
-Appends a Markdown section to ``benchmarks/results/ranker_budget.md``.
+Appends a Markdown section per factor to ``benchmarks/results/ranker_budget.md`` as each ends
+(and one on the growth when there are several).
 """
 
 from __future__ import annotations
@@ -76,48 +77,52 @@ def measure(raw_dir: Path, test_days: float, budget: int) -> tuple[dict[str, dic
     return reports, per_user
 
 
-def section(
-    budget: int, test_days: float, runs: dict[float, tuple[dict[str, dict[str, float]], pd.DataFrame]]
+def factor_section(
+    budget: int, test_days: float, factor: float, reports: dict[str, dict[str, float]], per_user: pd.DataFrame
 ) -> list[str]:
-    """Markdown: one row per factor and configuration, then the growth of each configuration."""
+    """Markdown for one factor: a row per configuration, then bounded / unbounded with its CI."""
     lines = [
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — two-stage fit, `max_train_rows` {budget:,} vs unbounded, "
-        f"full twin ×{', ×'.join(f'{f:g}' for f in runs)}",
+        f"full twin ×{factor:g}",
         "",
         f"Training days: all but the last {test_days:g}; test users: those with history and an "
         "add-to-cart/purchase in the last days. One fit per cell, each in its own process.",
         "",
-        "| factor | config | fit s | CatBoost s | trees | train rows | groups | sampled out | peak RSS GiB "
+        "| config | fit s | CatBoost s | trees | train rows | groups | sampled out | peak RSS GiB "
         f"| NDCG@{K} | Recall@{K} | test users |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for factor, (reports, per_user) in runs.items():
-        for name, report in reports.items():
-            means = per_user[name].mean()
-            lines.append(
-                f"| ×{factor:g} | {name} | {report['fit_seconds']:.0f} | {report['ranker_seconds']:.0f} "
-                f"| {report['iterations']:.0f} | {report['train_rows']:,.0f} | {report['train_groups']:,.0f} "
-                f"| {report['sampled_out_users']:,.0f} | {report['peak_rss_gib']:.2f} "
-                f"| {means[METRICS[0]]:.4f} | {means[METRICS[1]]:.4f} | {len(per_user):,} |"
-            )
+    for name, report in reports.items():
+        means = per_user[name].mean()
+        lines.append(
+            f"| {name} | {report['fit_seconds']:.0f} | {report['ranker_seconds']:.0f} "
+            f"| {report['iterations']:.0f} | {report['train_rows']:,.0f} | {report['train_groups']:,.0f} "
+            f"| {report['sampled_out_users']:,.0f} | {report['peak_rss_gib']:.2f} "
+            f"| {means[METRICS[0]]:.4f} | {means[METRICS[1]]:.4f} | {len(per_user):,} |"
+        )
     lines += ["", "Bounded / unbounded on the same test users (paired bootstrap, 95% CI):", ""]
-    for factor, (_, per_user) in runs.items():
-        for metric in METRICS:
-            values = per_user.xs(metric, axis=1, level=1)
-            ratio = bootstrap_ratios(values, "bounded").loc["unbounded"]
-            lines.append(
-                f"- ×{factor:g} {metric}: {ratio['ratio']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}]"
-            )
-    factors = sorted(runs)
-    if len(factors) > 1:
-        lines += ["", "Growth of the fit's time and peak RSS (largest factor / smallest):", ""]
-        small, large = runs[factors[0]][0], runs[factors[-1]][0]
-        for name in small:
-            lines.append(
-                f"- {name}: fit {large[name]['fit_seconds'] / small[name]['fit_seconds']:.2f}×, CatBoost "
-                f"{large[name]['ranker_seconds'] / small[name]['ranker_seconds']:.2f}×, peak RSS "
-                f"{large[name]['peak_rss_gib'] / small[name]['peak_rss_gib']:.2f}×"
-            )
+    for metric in METRICS:
+        values = per_user.xs(metric, axis=1, level=1)
+        ratio = bootstrap_ratios(values, "bounded").loc["unbounded"]
+        lines.append(f"- {metric}: {ratio['ratio']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}]")
+    return [*lines, ""]
+
+
+def growth_section(reports: dict[float, dict[str, dict[str, float]]]) -> list[str]:
+    """Markdown: each configuration's fit time and peak RSS, largest factor over smallest."""
+    factors = sorted(reports)
+    small, large = reports[factors[0]], reports[factors[-1]]
+    lines = [
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — two-stage fit growth, full twin "
+        f"×{factors[-1]:g} / ×{factors[0]:g} (the sections above)",
+        "",
+    ]
+    for name in small:
+        lines.append(
+            f"- {name}: fit {large[name]['fit_seconds'] / small[name]['fit_seconds']:.2f}×, CatBoost "
+            f"{large[name]['ranker_seconds'] / small[name]['ranker_seconds']:.2f}×, peak RSS "
+            f"{large[name]['peak_rss_gib'] / small[name]['peak_rss_gib']:.2f}×"
+        )
     return [*lines, ""]
 
 
@@ -130,15 +135,18 @@ def main() -> None:
     parser.add_argument("--test-days", type=float, default=7.0)
     args = parser.parse_args()
     budget = TwoStageConfig().max_train_rows
-    runs = {}
+    reports = {}
     for factor in args.factors:
         raw_dir = args.raw_dir / f"x{factor:g}"
         if not (raw_dir / "events.csv").exists():
             print(f"generating the full twin ×{factor:g} into {raw_dir} …", flush=True)
             generate_twin(raw_dir, scale=resolve_shape("twin", "full", factor))
         print(f"×{factor:g}:", flush=True)
-        runs[factor] = measure(raw_dir, args.test_days, budget)
-    record("ranker_budget.md", section(budget, args.test_days, runs))
+        # Recorded as each factor ends: a long run stopped later keeps what it measured.
+        reports[factor], per_user = measure(raw_dir, args.test_days, budget)
+        record("ranker_budget.md", factor_section(budget, args.test_days, factor, reports[factor], per_user))
+    if len(reports) > 1:
+        record("ranker_budget.md", growth_section(reports))
 
 
 if __name__ == "__main__":

@@ -37,10 +37,12 @@ Appends a Markdown section to ``benchmarks/results/reload.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import re
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -163,14 +165,18 @@ class Watcher:
         return [rss for moment, rss in self.rss if start <= moment <= end]
 
 
-def republish(database_url: str, published: Any, served_by_it: bool = True) -> None:
+def republish(
+    database_url: str, published: Any, served_by_it: bool = True, cpus: set[int] | None = None
+) -> None:
     """Publish the served rows of every published table again as its next version (child process).
 
     The same ``as_of``: the newer publication of the same moment takes over serving; with
     ``served_by_it`` false, a day older (a backfill: recorded, not served, so the service loads
     nothing: the control run). Puts ``(name, version, seconds since the epoch)`` on the
-    ``published`` queue after each table, and ``None`` when done.
+    ``published`` queue after each table, and ``None`` when done. ``cpus``: the CPUs it runs on.
     """
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     engine = sa.create_engine(database_url)
     for table in CATALOGUE.values():
         try:
@@ -202,12 +208,12 @@ def drain(queue: Any, process: Any) -> list[tuple[str, int, float]]:
 
 
 def publish_in_child(
-    database_url: str, served_by_it: bool = True
+    database_url: str, served_by_it: bool = True, cpus: set[int] | None = None
 ) -> tuple[float, float, list[tuple[str, int, float]]]:
     """:func:`republish` in a spawned child: its start and end time, and what it published."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    publisher = context.Process(target=republish, args=(database_url, queue, served_by_it))
+    publisher = context.Process(target=republish, args=(database_url, queue, served_by_it, cpus))
     started = time.time()
     publisher.start()
     published = drain(queue, publisher)
@@ -223,9 +229,7 @@ def under_load(
     """wrk runs from ``lead_seconds`` before ``action()`` until ``tail_seconds`` after it; its result."""
     stop = threading.Event()
     slices: list[Slice] = []
-    slicer = threading.Thread(
-        target=lambda: slices.extend(run_slices(base, paths, args.connections, args.slice_seconds, stop))
-    )
+    slicer = threading.Thread(target=lambda: slices.extend(run_slices(base, paths, args, stop)))
     slicer.start()
     time.sleep(args.lead_seconds)
     result = action()
@@ -236,15 +240,39 @@ def under_load(
 
 
 def run_slices(
-    base: str, paths: list[str], connections: int, seconds: int, until: threading.Event | int
+    base: str, paths: list[str], args: argparse.Namespace, until: threading.Event | int
 ) -> list[Slice]:
-    """Consecutive wrk runs: ``until`` runs, or until the event is set."""
+    """Consecutive wrk runs (``args``: their connections, length, rate and CPUs): ``until`` runs,
+    or until the event is set."""
     slices: list[Slice] = []
     while (len(slices) < until) if isinstance(until, int) else not until.is_set():
         started = time.time()
-        result = wrk(base, paths, connections, seconds)
+        result = wrk(base, paths, args.connections, args.slice_seconds, args.rate, args.service_cpus)
         slices.append(Slice(started, time.time(), result))
     return slices
+
+
+def cpu_set(listing: str | None) -> set[int] | None:
+    """``"0,2-3"`` as ``{0, 2, 3}`` (``None`` stays ``None``: every CPU)."""
+    if not listing:
+        return None
+    cpus: set[int] = set()
+    for part in listing.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def pin_postgres(cpus: set[int]) -> list[int]:
+    """Pin every running PostgreSQL process to ``cpus`` (backends forked later inherit it from the
+    postmaster); their PIDs, to unpin them at the end."""
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False)
+    pids = [int(pid) for pid in found.stdout.split()]
+    if not pids:
+        raise RuntimeError("--database-cpus: no postgres process found to pin")
+    for pid in pids:
+        os.sched_setaffinity(pid, cpus)
+    return pids
 
 
 def main() -> None:
@@ -261,7 +289,20 @@ def main() -> None:
     parser.add_argument("--tail-seconds", type=float, default=6, help="load after the last swap")
     parser.add_argument("--reload-interval", type=float, default=5, help="the service's polling interval")
     parser.add_argument("--swap-timeout", type=float, default=900)
+    parser.add_argument(
+        "--rate", type=float, help="requests per second wrk aims at (default: as many as the service answers)"
+    )
+    parser.add_argument(
+        "--service-cpus", help="CPUs of the service, its loader and wrk, e.g. 1 (default: all)"
+    )
+    parser.add_argument(
+        "--database-cpus",
+        help="CPUs of the publisher and of every PostgreSQL process, e.g. 0 (default: all): the "
+        "pipeline and the database on other machines than the service, as in production",
+    )
     args = parser.parse_args()
+    service_cpus = cpu_set(args.service_cpus)
+    database_cpus = cpu_set(args.database_cpus)
 
     chosen = sample(args.database_url, args.users)
     paths = [f"/recommendations/users/{u}?k={K}" for u in chosen.users]
@@ -269,21 +310,25 @@ def main() -> None:
     service, base, startup = start("recsys_app.recsys_app:app", ROOT / "fast_api_service", env, "/ready")
     pid = service.pid
     watcher = Watcher(pid, base)
+    pinned_postgres = pin_postgres(database_cpus) if database_cpus else []
     try:
+        if service_cpus:
+            os.sched_setaffinity(pid, service_cpus)
         startup_load = store_load_seconds(base)
         rss_loaded = proc_status_kib(pid, "VmRSS") * 1024
         hwm_startup = proc_status_kib(pid, "VmHWM") * 1024
-        run_slices(base, paths, args.connections, args.slice_seconds, 1)  # warm-up, not counted
+        run_slices(base, paths, args, 1)  # warm-up, not counted
         watcher.start()
         print(f"steady state: {args.steady_seconds} s …", flush=True)
-        steady = run_slices(
-            base, paths, args.connections, args.slice_seconds, args.steady_seconds // args.slice_seconds
-        )
+        steady = run_slices(base, paths, args, args.steady_seconds // args.slice_seconds)
         steady_rss = statistics.median(watcher.rss_between(steady[0].start, steady[-1].end))
 
         print("control run: the same publication, not served …", flush=True)
         control, (control_start, control_end, _) = under_load(
-            base, paths, args, lambda: publish_in_child(args.database_url, served_by_it=False)
+            base,
+            paths,
+            args,
+            lambda: publish_in_child(args.database_url, served_by_it=False, cpus=database_cpus),
         )
         time.sleep(2 * args.reload_interval)
         if watcher.swaps:
@@ -294,7 +339,7 @@ def main() -> None:
         print("reload run …", flush=True)
 
         def publish_and_wait_for_the_swap() -> tuple[float, float, list[tuple[str, int, float]], float]:
-            started, ended, published = publish_in_child(args.database_url)
+            started, ended, published = publish_in_child(args.database_url, cpus=database_cpus)
             expected = {name: version for name, version, _ in published}
             print(f"published {expected} in {ended - started:.1f} s; waiting for the swap", flush=True)
             deadline = ended + args.swap_timeout
@@ -316,6 +361,9 @@ def main() -> None:
         watcher.stop()
         service.terminate()
         service.wait(30)
+        for postgres in pinned_postgres:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(postgres, range(os.cpu_count() or 1))
 
     swaps = [s for s in watcher.swaps if s.seen >= publish_start]
     run_rss = watcher.rss_between(loaded[0].start, loaded[-1].end)
@@ -337,6 +385,10 @@ def main() -> None:
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — reload under load: {len(chosen.users):,} users cycled, "
         f"{args.connections} connections, {args.slice_seconds} s wrk runs, one uvicorn worker, "
         f"{os.cpu_count()} cores",
+        "",
+        f"Load: {f'about {args.rate:,.0f} requests/s' if args.rate else 'as fast as the service answers'}; "
+        f"CPUs: service, its loader and wrk on {args.service_cpus or 'all'}, publisher and PostgreSQL "
+        f"on {args.database_cpus or 'all'}.",
         "",
         f"Tables: ranked_recommendations v{chosen.ranked.version} with {chosen.ranked.rows:,} rows (and the "
         f"other published tables); start-up to ready {startup:.1f} s, of which loading {startup_load:.1f} s. "

@@ -88,15 +88,29 @@ def start(
     raise RuntimeError(f"{app} was not ready in 600 s")
 
 
-def wrk(base: str, paths: list[str], connections: int, seconds: int) -> dict[str, Any]:
+def wrk(
+    base: str,
+    paths: list[str],
+    connections: int,
+    seconds: int,
+    rate: float | None = None,
+    cpus: str | None = None,
+) -> dict[str, Any]:
     """One wrk run over ``paths`` (cycled); its request count, seconds, percentiles, errors and the
-    quantile grid ``paths.lua`` prints (for merging runs, see ``reload_benchmark.py``)."""
+    quantile grid ``paths.lua`` prints (for merging runs, see ``reload_benchmark.py``).
+
+    ``rate``: at most about this many requests per second (each connection pauses
+    ``connections / rate`` between a response and its next request); default: as fast as the
+    service answers. ``cpus``: the CPUs wrk runs on (``taskset`` list, e.g. ``"1"``).
+    """
+    delay_ms = 1000 * connections / rate if rate else 0
+    pinned = ["taskset", "-c", cpus] if cpus else []
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
         listing.write("\n".join(paths))
         listing.flush()
         done = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / "paths.lua"), base],
-            env={**os.environ, "PATHS_FILE": listing.name},
+            [*pinned, "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / "paths.lua"), base],
+            env={**os.environ, "PATHS_FILE": listing.name, "DELAY_MS": f"{delay_ms:g}"},
             capture_output=True,
             text=True,
             check=True,

@@ -1,10 +1,15 @@
 -- Cycles through the request paths listed (one per line) in the file named by env PATHS_FILE,
 -- and prints latency percentiles and error counts as one JSON line when done, with the latency
 -- at 1000 evenly spaced quantiles (µs) so that consecutive runs can be merged into one
--- distribution (reload_benchmark.py).
+-- distribution (reload_benchmark.py). With env DELAY_MS > 0 each connection waits that long
+-- between a response and its next request (a bounded rate instead of as fast as possible).
 local paths = {}
 for line in io.lines(os.getenv("PATHS_FILE")) do paths[#paths + 1] = line end
 local counter = 0
+local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
+if delay_ms > 0 then
+  delay = function() return delay_ms end
+end
 
 request = function()
   counter = counter + 1
