@@ -21,6 +21,8 @@ training window, not by traffic.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
@@ -44,6 +46,12 @@ class SessionBlendWeights(VSKNNConfig):
     strip_length: int = Field(3, ge=0, description="recently viewed items not yet bought shown (0: none)")
     earlier_length: int = Field(0, ge=0, le=10, description="items viewed before the session shown (0: none)")
     earlier_rank: int = Field(1, ge=1, description="1-based rank where those start (before the strip)")
+    extend_length: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="items viewed before the session appended, as older, to V-SKNN's query (0: none)",
+    )
     strip_rank: int = Field(8, ge=1, description="1-based rank where the strip starts")
     covisitation_weight: float = Field(
         1.0, ge=0, description="co-visitation scores added to V-SKNN's (both scaled to their best)"
@@ -69,6 +77,7 @@ BLEND_WEIGHTS = frozenset(
         "strip_rank",
         "earlier_length",
         "earlier_rank",
+        "extend_length",
         "reminder_weight",
         "covisitation_weight",
         "category_weight",
@@ -100,6 +109,17 @@ class SessionBlendModel(VSKNNModel):
 
     def _load_parts(self, store: ObjectStore, prefix: str) -> None:
         self.category = CategoryPopularModel.load(store, f"{prefix}/category")
+
+    def with_weights(self, weights: SessionBlendWeights) -> SessionBlendModel:
+        """This fitted model with other blend weights (V-SKNN's and the category model's settings
+        must stay those it was fitted with); the fitted arrays are shared, not copied."""
+        fitted = {name: getattr(self.config, name) for name in [*VSKNNConfig.model_fields, "category"]}
+        changed = {name for name, value in fitted.items() if getattr(weights, name) != value}
+        if changed:
+            raise ValueError(f"V-SKNN's settings differ from the fitted model's: {sorted(changed)}")
+        variant = copy.copy(self)
+        variant.config = weights
+        return variant
 
     def neighbours_of(
         self, items_newest_first: npt.ArrayLike, timestamp: int

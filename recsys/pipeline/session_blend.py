@@ -12,10 +12,11 @@ session's categories, popularity. The search is coordinate-wise:
 
 1. ``category_weight``, then ``price_weight`` and ``price_width`` together, then
    ``category_weight`` again (the price fit reorders what it adds), then
-   ``covisitation_weight``, then ``offline_share`` (the offline list of a returning visitor is
-   the neighbours of their training history, what the service serves users without a
-   published list), then ``earlier_length`` and ``earlier_rank`` together: best discovery
-   MRR@20 (no strip, no reminders);
+   ``covisitation_weight``, then ``extend_length`` (the candidates computed again for each
+   value, with ``category_weight`` chosen again for each), then ``offline_share`` (the offline
+   list of a returning visitor is the neighbours of their training history, what the service
+   serves users without a published list), then ``earlier_length`` and ``earlier_rank``
+   together: best discovery MRR@20 (no strip, no reminders);
 2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together, plus the weights that
    reproduce V-SKNN with reminders: best discovery MRR@20 among those whose cart HR@10 is at
    least the best single method's; if none is, the best cart HR@10. The strip's ranks reach
@@ -26,11 +27,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from recsys.evaluation.sessions import SessionReplay, session_metrics, session_replay
@@ -51,7 +53,7 @@ from recsys.service.blending import (
     session_candidates,
 )
 from recsys.service.events import UserActivity
-from recsys.service.store import Candidates, GroupedLists, compact_ids
+from recsys.service.store import Candidates, GroupedLists, Ids, compact_ids
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ COVISITATION_WEIGHTS = (0.0, 0.1, 0.3, 1.0)
 OFFLINE_SHARES = (0.0, 0.1, 0.25, 0.5)
 REMINDER_WEIGHTS = (0.0, 0.3, 1.0)
 EARLIER_LENGTHS = (0, 1, 2, 3, 5)
+EXTEND_LENGTHS = (0, 3, 10)
 STRIP_LENGTHS = (0, 1, 2, 3, 5, 10)
 STRIP_RANKS = (1, 2, 4, 8, 9, 10)
 GOAL = "discovery_mrr@20"
@@ -74,6 +77,8 @@ class _Prefix:
     """One validation prefix as the service would see it."""
 
     prefix_id: int
+    session: UserActivity
+    earlier: npt.NDArray[np.int64]
     candidates: SessionCandidates
     offline: Candidates
     default: Candidates
@@ -126,7 +131,10 @@ def tune_session_blend(
     replay = session_replay(replayed)
     if len(replay.prefixes) > max_prefixes:
         replay = replay.subset(replay.prefixes["prefix_id"].sample(max_prefixes, random_state=seed))
-    prefixes = _prefixes(replay, train, base, n_similar, validation)
+    model = SessionBlendModel(base).fit(train)
+    base = base.model_copy(update={"extend_length": 0})
+    catalogue = _Catalogue.of(train, n_similar)
+    prefixes = _prefixes(replay, catalogue, model.with_weights(base), validation)
     logger.info("session blend: %d validation prefixes", len(prefixes))
 
     def score(weights: SessionBlendWeights) -> dict[str, float]:
@@ -144,12 +152,18 @@ def tune_session_blend(
         if weight > 0 or width == PRICE_WIDTHS[0]
     ]
     best = max(prices, key=lambda weights: score(weights)[GOAL])
-    for field, values in (
-        ("category_weight", CATEGORY_WEIGHTS),
-        ("covisitation_weight", COVISITATION_WEIGHTS),
-        ("offline_share", OFFLINE_SHARES),
-    ):
-        best = _best(best, field, values, score)
+    best = _best(best, "category_weight", CATEGORY_WEIGHTS, score)
+    best = _best(best, "covisitation_weight", COVISITATION_WEIGHTS, score)
+    # The candidates depend on extend_length: each value's are computed, the best kept.
+    extended = {0: (prefixes, best, score(best)[GOAL])}
+    for length in EXTEND_LENGTHS[1:]:
+        weights = best.model_copy(update={"extend_length": length})
+        variant = model.with_weights(weights)
+        prefixes = [replace(p, candidates=catalogue.candidates(p, variant)) for p in extended[0][0]]
+        weights = _best(weights, "category_weight", CATEGORY_WEIGHTS, score)
+        extended[length] = (prefixes, weights, score(weights)[GOAL])
+    prefixes, best, _ = max(extended.values(), key=lambda found: found[2])
+    best = _best(best, "offline_share", OFFLINE_SHARES, score)
     earlier = [
         best.model_copy(update={"earlier_length": length, "earlier_rank": rank})
         for length, rank in product(EARLIER_LENGTHS, STRIP_RANKS)
@@ -238,30 +252,50 @@ def _frame(prefixes: list[_Prefix], answer_of: Callable[[_Prefix], list[Recommen
     return pd.DataFrame({"prefix_id": ids, "item_id": items, "rank": ranks}, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class _Catalogue:
+    """What the service holds beside the session model, as of the validation start."""
+
+    similar: GroupedLists
+    histories: GroupedLists
+    popular: Candidates
+    known: Ids
+    unavailable: Ids
+    config: ItemToItemConfig
+
+    @classmethod
+    def of(cls, train: InteractionData, n_similar: int) -> _Catalogue:
+        config = ItemToItemConfig()
+        similar = GroupedLists.from_frame(
+            covisitation_similar_items(train, n_similar).assign(source="covisitation"),
+            "item_id",
+            item="similar_item_id",
+            label="source",
+        )
+        ranking = PopularModel().fit(train).ranking(train, 100)
+        popular = compact_ids(ranking["item_id"]), ranking["score"].to_numpy(dtype=np.float32)
+        return cls(
+            similar,
+            GroupedLists.from_frame(user_histories(train, config.n_recent), "user_id", label="relation"),
+            Candidates("default", *popular),
+            compact_ids(np.sort(train.items.index.to_numpy())),
+            compact_ids(np.sort(train.item_codes.ids[train.is_unavailable(train.item_codes.ids)])),
+            config,
+        )
+
+    def candidates(self, prefix: _Prefix, model: SessionBlendModel) -> SessionCandidates:
+        """The prefix's candidates by ``model``, as the service computes them."""
+        return session_candidates(
+            prefix.session, model, self.similar, self.config, self.known, self.unavailable, prefix.earlier
+        )
+
+
 def _prefixes(
-    replay: SessionReplay,
-    train: InteractionData,
-    base: SessionBlendWeights,
-    n_similar: int,
-    validation: pd.DataFrame,
+    replay: SessionReplay, catalogue: _Catalogue, model: SessionBlendModel, validation: pd.DataFrame
 ) -> list[_Prefix]:
     """Each prefix's candidates, as the service computes them for a visitor with those events
     (and, as the service holds them, the visitor's ``validation`` events before the session)."""
-    model = SessionBlendModel(base).fit(train)
-    config = ItemToItemConfig()
-    similar = GroupedLists.from_frame(
-        covisitation_similar_items(train, n_similar).assign(source="covisitation"),
-        "item_id",
-        item="similar_item_id",
-        label="source",
-    )
-    histories = GroupedLists.from_frame(user_histories(train, config.n_recent), "user_id", label="relation")
-    ranking = PopularModel().fit(train).ranking(train, 100)
-    popular = Candidates(
-        "default", compact_ids(ranking["item_id"]), ranking["score"].to_numpy(dtype=np.float32)
-    )
-    known = compact_ids(np.sort(train.items.index.to_numpy()))
-    unavailable = compact_ids(np.sort(train.item_codes.ids[train.is_unavailable(train.item_codes.ids)]))
+    config = catalogue.config
     events = replay.prefix_events()
     events = events.assign(ms=events["datetime"].to_numpy().astype("datetime64[ms]").astype(np.int64))
     ordered = validation.sort_values("datetime", ascending=False, kind="stable")
@@ -272,7 +306,7 @@ def _prefixes(
     result = []
     for (prefix_id, user_id), rows in events.groupby(["prefix_id", "user_id"], sort=True):
         newest = rows.iloc[::-1]
-        past = history_activity(histories.get(int(user_id), "history"), config.n_recent)
+        past = history_activity(catalogue.histories.get(int(user_id), "history"), config.n_recent)
         times, items = online[int(user_id)]
         earlier = np.concatenate([items[times < rows["datetime"].iloc[0]], past.recent])
         purchases = newest.loc[newest["event"].isin(PURCHASE_EVENTS), "item_id"].to_numpy(dtype=np.int64)
@@ -280,13 +314,14 @@ def _prefixes(
         session = UserActivity(
             newest["item_id"].to_numpy(dtype=np.int64), bought, newest["ms"].to_numpy(dtype=np.int64)
         )
-        offline = online_i2i(past, similar, config, HISTORY_I2I).without(bought)
-        result.append(
-            _Prefix(
-                int(prefix_id),
-                session_candidates(session, model, similar, config, known, unavailable, earlier),
-                offline.without(unavailable),
-                popular.without(bought).without(unavailable),
-            )
+        offline = online_i2i(past, catalogue.similar, config, HISTORY_I2I).without(bought)
+        prefix = _Prefix(
+            int(prefix_id),
+            session,
+            earlier,
+            SessionCandidates.empty(),
+            offline.without(catalogue.unavailable),
+            catalogue.popular.without(bought).without(catalogue.unavailable),
         )
+        result.append(replace(prefix, candidates=catalogue.candidates(prefix, model)))
     return result

@@ -20,7 +20,11 @@ Scores are each source's own and are not comparable across sources; the order is
 first gap of ``session_gap_minutes``) drives the list (:func:`session_blend`):
 
 1. *discovery*: the session's neighbours by V-SKNN over the published sessions
-   (:class:`~recsys.models.session_blend.SessionBlendModel`), their scores scaled to the best
+   (:class:`~recsys.models.session_blend.SessionBlendModel`; its query is the session's items,
+   then the visitor's ``extend_length`` latest items from before the session, which weigh less
+   as older items of a session do: the session-aware "extend" of Latifi, Mauro & Jannach,
+   "Session-aware recommendation: a surprising quest for the state of the art", 2021), their
+   scores scaled to the best
    one (V-SKNN's scores of the session's own items, the reminders, count ``reminder_weight``
    times), plus ``covisitation_weight`` × the online i2i scores of the session's items and
    ``category_weight`` × the scores of the items popular in the session's categories, each
@@ -281,9 +285,11 @@ def session_candidates(
     )
     strip = distinct[shown]
     strip_scores = np.arange(strip.size, 0, -1, dtype=np.float32)
-    before = np.empty(0, dtype=np.int64) if earlier is None else latest_distinct(earlier, earlier.size)
-    before = before[
-        in_sorted(before, known) & ~in_sorted(before, excluded) & ~in_sorted(before, unavailable)
+    viewed_before = np.empty(0, dtype=np.int64) if earlier is None else latest_distinct(earlier, earlier.size)
+    before = viewed_before[
+        in_sorted(viewed_before, known)
+        & ~in_sorted(viewed_before, excluded)
+        & ~in_sorted(viewed_before, unavailable)
     ][:MAX_EARLIER]
     neighbours = Candidates.empty(SESSION_KNN)
     reminders = Candidates.empty(RECENTLY_VIEWED)
@@ -292,7 +298,8 @@ def session_candidates(
     covisitation = online_i2i(session, similar, config).without(excluded)
     if model is not None:
         timestamp = int(session.timestamps[0]) if session.timestamps.size else 0
-        items, scores = model.neighbours_of(session.recent, timestamp)
+        query = np.concatenate([session.recent, viewed_before[: model.config.extend_length]])
+        items, scores = model.neighbours_of(query, timestamp)
         scored = Candidates(SESSION_KNN, items, scores.astype(np.float32)).without(unavailable)
         neighbours = scored.without(excluded)
         own = in_sorted(items, np.sort(strip))

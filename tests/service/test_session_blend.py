@@ -8,9 +8,11 @@ from itertools import count
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from recsys.models.session_blend import SessionBlendWeights
+from recsys.models.i2i import ItemToItemConfig
+from recsys.models.session_blend import SessionBlendModel, SessionBlendWeights
 from recsys.publishing.catalogue import USER_HISTORIES
 from recsys.service.blending import (
     ONLINE_I2I,
@@ -23,11 +25,13 @@ from recsys.service.blending import (
     SessionCandidates,
     discovery_list,
     session_blend,
+    session_candidates,
 )
 from recsys.service.events import OnlineEvent, UserActivity
 from recsys.service.service import RecommendationService
 from recsys.service.settings import ServiceSettings
-from recsys.service.store import Candidates
+from recsys.service.store import Candidates, GroupedLists
+from tests.models.test_sknn import DAY, T0, past_sessions
 from tests.service.conftest import API_KEY, LiveService, PublishedData
 
 AUTH = {"X-API-Key": API_KEY}
@@ -374,3 +378,57 @@ def test_an_anonymous_visitors_clicks_change_every_workers_answer_within_a_secon
     assert after != before
     assert DISCOVERY & set(mine["sources"])
     live.wait_until(lambda: {answer() for _ in range(8)} == {after}, 1.0, "every worker to serve the clicks")
+
+
+# -- the session-aware query ("extend"), by hand ---------------------------------------------------
+def fitted_session_model(**changes: object) -> SessionBlendModel:
+    """The blend's model on the hand-made past sessions of ``tests/models/test_sknn.py``."""
+    data = past_sessions()
+    data.items["category_id"] = 1.0
+    return SessionBlendModel(weights(**changes)).fit(data)
+
+
+def extended_neighbours(model: SessionBlendModel, session: list[int], earlier: list[int]) -> dict[int, float]:
+    """V-SKNN's discovery scores for a running session (oldest first) after ``earlier`` items."""
+    moment = int((T0 + 5 * DAY).value // 1_000_000)
+    activity = UserActivity(
+        np.array(session[::-1], dtype=np.int64),
+        np.empty(0, dtype=np.int64),
+        np.full(len(session), moment, dtype=np.int64),
+    )
+    empty = GroupedLists.from_frame(
+        pd.DataFrame({"item_id": [], "similar_item_id": [], "score": [], "rank": []}, dtype=np.int64),
+        "item_id",
+        item="similar_item_id",
+    )
+    found = session_candidates(
+        activity,
+        model,
+        empty,
+        ItemToItemConfig(),
+        np.arange(1, 8, dtype=np.int64),
+        np.empty(0, dtype=np.int64),
+        np.array(earlier[::-1], dtype=np.int64),
+    ).neighbours
+    return dict(zip(found.items.tolist(), found.scores.tolist(), strict=True))
+
+
+def test_extend_adds_the_items_viewed_before_to_the_query_as_older_ones() -> None:
+    # Past sessions A = [1, 2, 3], B = [2, 4], C = [1, 4, 5], D = [6, 7]; running session [6],
+    # item 1 viewed before it. Without extend only D shares an item: 7 scores 6's weight 1 / 1.
+    assert extended_neighbours(fitted_session_model(), [6], [1]) == pytest.approx({7: 1.0})
+    # With extend_length 1 the query is [1, 6] ("div" weights 1/2, 1; 2 distinct items):
+    #   D ∋ 6: similarity 1/2, holds the last item (step 1)  -> votes 0.5 for 6, 7
+    #   A ∋ 1, C ∋ 1: similarity (1/2)/2 = 0.25, step 2 -> × 1/2 -> votes 0.125 for 1, 2, 3 / 1, 4, 5
+    # The session's own item (6) is not discovery; the earlier item (1) is, scored by both.
+    extended = extended_neighbours(fitted_session_model(extend_length=1), [6], [1])
+    assert extended == pytest.approx({7: 0.5, 1: 0.25, 2: 0.125, 3: 0.125, 4: 0.125, 5: 0.125})
+
+
+def test_with_weights_shares_the_fitted_model_but_refuses_other_vsknn_settings() -> None:
+    model = fitted_session_model()
+    variant = model.with_weights(weights(extend_length=3, category_weight=2.0))
+    assert variant.config.extend_length == 3 and model.config.extend_length == 0
+    assert variant.sessions is model.sessions
+    with pytest.raises(ValueError, match="sample_size"):
+        model.with_weights(weights(sample_size=7))
