@@ -19,6 +19,13 @@ and *loading*, the runs overlapping the service's own loads (a load's start is i
 ``recsys_store_load_seconds``). Caveat of slicing: the requests in flight when a run ends are not
 counted, so a stall that spans a run's end shows only in the next run's first requests.
 
+**Load and CPUs.** By default wrk asks as fast as the service answers (a saturated service:
+its p99 is mostly queueing) and every process shares every CPU. ``--rate`` bounds wrk's rate (a
+service with headroom, as one is run in production), and ``--service-cpus`` / ``--database-cpus``
+pin the service (with its loading child) and wrk to some CPUs, the publisher and every
+PostgreSQL process to others: the pipeline and the database on other machines than the service,
+as in production, so that what is measured is the service's own reload.
+
 **Swaps and memory.** A watcher polls ``/metrics`` every 0.2 s for the table versions served and
 reads the service's ``VmRSS`` from ``/proc``; the kernel's peak (``VmHWM``) is reset before the
 reload run (``/proc/PID/clear_refs``), so the peak during the swap is exact, not sampled.
@@ -29,7 +36,7 @@ Targets (issue 16): p99 in the reload window ≤ 3× steady p99, 0 errors, peak 
 Usage::
 
     .venv/bin/python benchmarks/reload_benchmark.py --database-url "$(cat /tmp/pipe_full/database_url)" \\
-        --object-store-url /tmp/pipe_full/object_store
+        --object-store-url /tmp/pipe_full/object_store [--rate 2000 --service-cpus 1 --database-cpus 0]
 
 Appends a Markdown section to ``benchmarks/results/reload.md``.
 """

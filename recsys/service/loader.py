@@ -47,21 +47,26 @@ def read_parts_in_child(engine: Engine, names: Sequence[str]) -> StoreParts:
     url = engine.url.render_as_string(hide_password=False)
     with tempfile.TemporaryDirectory(prefix="recsys-load-") as folder:
         path = Path(folder) / "parts.pickle"
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            child_peak_bytes = pool.submit(_read_to_file, url, list(names), str(path)).result()
+        # Niced before it unpickles the task, whose imports (numpy, SQLAlchemy, the store) are most
+        # of a small load's CPU time: at full priority they stalled requests for tens of ms.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, spawn, initializer=os.nice, initargs=(CHILD_NICENESS,)) as pool:
+            task = pool.submit(_read_to_file, url, list(names), str(path))
+            child_peak_bytes, child_niceness = task.result()
         with path.open("rb") as file:
             parts: StoreParts = pickle.load(file)
     logger.info(
-        "read %s and the catalogue in a child process (its peak RSS %.0f MiB)",
+        "read %s and the catalogue in a child process (nice %d, its peak RSS %.0f MiB)",
         ", ".join(names) or "no table",
+        child_niceness,
         child_peak_bytes / 2**20,
     )
     return parts
 
 
-def _read_to_file(url: str, names: list[str], path: str) -> int:
-    """In the child: read the parts, pickle them to ``path``; returns the child's peak RSS in bytes."""
-    os.nice(CHILD_NICENESS)
+def _read_to_file(url: str, names: list[str], path: str) -> tuple[int, int]:
+    """In the child: read the parts, pickle them to ``path``; returns the child's peak RSS in bytes
+    and its nice value."""
     engine = create_db_engine(url)
     try:
         parts = read_parts(engine, names)
@@ -70,4 +75,4 @@ def _read_to_file(url: str, names: list[str], path: str) -> int:
     with open(path, "wb") as file:
         pickle.dump(parts, file, protocol=5)
     # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, os.nice(0)

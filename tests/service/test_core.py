@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import weakref
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from recsys.publishing.tables import current_version
 from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
 from recsys.service.fallbacks import FallbackReason
-from recsys.service.loader import read_parts_in_child
+from recsys.service.loader import CHILD_NICENESS, read_parts_in_child
 from recsys.service.metrics import ServiceMetrics, memory_limit_bytes
 from recsys.service.service import (
     K_BOUNDING_TABLES,
@@ -471,7 +472,10 @@ def test_a_serving_store_loads_in_a_child_and_keeps_serving_when_it_fails(
     publish(small_db, "default_recommendations", pd.DataFrame({"item_id": [51], "score": [1.0], "rank": [1]}))
     with caplog.at_level("INFO", logger="recsys.service.loader"):
         assert core.reload().changed is True
-    assert "read default_recommendations and the catalogue in a child process" in caplog.text
+    # Niced from its start, before the imports of its task.
+    niceness = min(os.nice(0) + CHILD_NICENESS, 19)
+    read = f"read default_recommendations and the catalogue in a child process (nice {niceness},"
+    assert read in caplog.text
     assert ids(core.default(3).items) == [51]
 
     # A version whose rows vanished (dropped by hand): the child's error reaches the reload,
