@@ -26,7 +26,7 @@ from recsys.publishing.tables import current_version
 from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
 from recsys.service.fallbacks import FallbackReason
-from recsys.service.loader import CHILD_NICENESS, read_parts_in_child
+from recsys.service.loader import CHILD_NICENESS, _read_parts_file, _write_parts_file, read_parts_in_child
 from recsys.service.metrics import ServiceMetrics, memory_limit_bytes
 from recsys.service.service import (
     K_BOUNDING_TABLES,
@@ -592,3 +592,18 @@ def test_every_user_with_history_is_answered_personally(sqlite_copy: str) -> Non
     assert sum("history_i2i" in answer.sources for answer in from_history) > len(from_history) / 2
     assert service.personalized(int(users.max()) + 1, 10).fallbacks == [FallbackReason.COLD_USER]
     engine.dispose()
+
+
+def test_parts_file_round_trips_and_a_truncated_one_is_refused(db_engine: Engine, tmp_path: Path) -> None:
+    fill_small_db(db_engine)
+    parts = read_parts(db_engine, list(CATALOGUE))
+    _write_parts_file(parts, tmp_path / "parts")
+    back = _read_parts_file(tmp_path / "parts")
+    for name, table in parts.tables.items():
+        np.testing.assert_array_equal(back.tables[name].lists.items, table.lists.items)
+        np.testing.assert_array_equal(back.tables[name].lists.scores, table.lists.scores)
+    np.testing.assert_array_equal(back.unavailable_items, parts.unavailable_items)
+    buffers = tmp_path / "parts.buffers"
+    buffers.write_bytes(buffers.read_bytes()[:-1])
+    with pytest.raises(EOFError, match="ended before its buffers"):
+        _read_parts_file(tmp_path / "parts")
