@@ -10,6 +10,9 @@ those bytes. The service reads the bytes straight into the arrays' buffers by un
 which release the GIL for the whole copy (an in-band pickle copied them holding it: 17 ms
 stalls at full scale). Measured side by side at full scale: ``benchmarks/results/reload.md``.
 
+The storefront's product catalogue is read the same way (:func:`run_in_child`): read in the
+serving process after every swap, its rows stalled requests for 60–75 ms.
+
 The child is spawned, not forked: a fork of a threaded server may copy a held lock.
 """
 
@@ -21,9 +24,10 @@ import os
 import pickle
 import resource
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -36,6 +40,7 @@ logger = logging.getLogger(__name__)
 # Added to the child's nice value: with as many busy request threads as cores, the load takes
 # the CPU time the requests leave.
 CHILD_NICENESS = 10
+Result = TypeVar("Result")
 
 
 def read_parts_in_child(engine: Engine, names: Sequence[str]) -> StoreParts:
@@ -46,43 +51,57 @@ def read_parts_in_child(engine: Engine, names: Sequence[str]) -> StoreParts:
     Exception
         What the child raised (e.g. :class:`sqlalchemy.exc.SQLAlchemyError`), re-raised here.
     """
-    url = engine.url.render_as_string(hide_password=False)
-    with tempfile.TemporaryDirectory(prefix="recsys-load-") as folder:
-        path = Path(folder) / "parts"
-        # Niced before it unpickles the task, whose imports (numpy, SQLAlchemy, the store) are most
-        # of a small load's CPU time: at full priority they stalled requests for tens of ms.
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, spawn, initializer=os.nice, initargs=(CHILD_NICENESS,)) as pool:
-            task = pool.submit(_read_to_file, url, list(names), str(path))
-            child_peak_bytes, child_niceness = task.result()
-        parts: StoreParts = _read_parts_file(path)
+    parts, niceness, peak_bytes = run_in_child(read_parts, engine, list(names))
     logger.info(
         "read %s and the catalogue in a child process (nice %d, its peak RSS %.0f MiB)",
         ", ".join(names) or "no table",
-        child_niceness,
-        child_peak_bytes / 2**20,
+        niceness,
+        peak_bytes / 2**20,
     )
     return parts
 
 
-def _read_to_file(url: str, names: list[str], path: str) -> tuple[int, int]:
-    """In the child: read the parts, pickle them to ``path``; returns the child's peak RSS in bytes
-    and its nice value."""
+def run_in_child(task: Callable[..., Result], engine: Engine, *args: Any) -> tuple[Result, int, int]:
+    """``task(engine_on_the_same_database, *args)`` run in a spawned, niced child process: its
+    result (arrays handed over out of band), the child's nice value and its peak RSS in bytes.
+
+    ``task`` and ``args`` must be picklable (a module-level function and plain values).
+
+    Raises
+    ------
+    Exception
+        What the child raised, re-raised here.
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    with tempfile.TemporaryDirectory(prefix="recsys-load-") as folder:
+        path = Path(folder) / "result"
+        # Niced before it unpickles the task, whose imports (numpy, SQLAlchemy, the store) are most
+        # of a small load's CPU time: at full priority they stalled requests for tens of ms.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, spawn, initializer=os.nice, initargs=(CHILD_NICENESS,)) as pool:
+            peak_bytes, niceness = pool.submit(_run_to_file, task, url, args, str(path)).result()
+        result: Result = _read_result_file(path)
+    return result, niceness, peak_bytes
+
+
+def _run_to_file(task: Callable[..., Any], url: str, args: tuple[Any, ...], path: str) -> tuple[int, int]:
+    """In the child: run the task, write its result to ``path``; returns the child's peak RSS in
+    bytes and its nice value."""
     engine = create_db_engine(url)
     try:
-        parts = read_parts(engine, names)
+        result = task(engine, *args)
     finally:
         engine.dispose()
-    _write_parts_file(parts, Path(path))
+    _write_result_file(result, Path(path))
     # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, os.nice(0)
 
 
-def _write_parts_file(parts: StoreParts, path: Path) -> None:
-    """``path.pickle``: the parts with their buffers out of band; ``path.buffers``: the buffers'
-    bytes one after the other, their lengths last in the pickle's own list."""
+def _write_result_file(result: Any, path: Path) -> None:
+    """``path.pickle``: the result with its buffers out of band; ``path.buffers``: the buffers'
+    bytes one after the other, their lengths in the pickle."""
     buffers: list[pickle.PickleBuffer] = []
-    body = pickle.dumps(parts, protocol=5, buffer_callback=buffers.append)
+    body = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
     with path.with_suffix(".buffers").open("wb") as file:
         for buffer in buffers:
             file.write(buffer.raw())
@@ -90,8 +109,8 @@ def _write_parts_file(parts: StoreParts, path: Path) -> None:
         pickle.dump((body, [buffer.raw().nbytes for buffer in buffers]), file, protocol=5)
 
 
-def _read_parts_file(path: Path) -> StoreParts:
-    """What :func:`_write_parts_file` wrote: each buffer read by one unbuffered ``readinto`` (the
+def _read_result_file(path: Path) -> Any:
+    """What :func:`_write_result_file` wrote: each buffer read by one unbuffered ``readinto`` (the
     GIL is released while the kernel copies it), the objects unpickled around them."""
     with path.with_suffix(".pickle").open("rb") as file:
         body, sizes = pickle.load(file)
@@ -105,5 +124,4 @@ def _read_parts_file(path: Path) -> StoreParts:
                 if not done:
                     raise EOFError(f"{path.with_suffix('.buffers')} ended before its buffers")
                 view = view[done:]
-    parts: StoreParts = pickle.loads(body, buffers=buffers)
-    return parts
+    return pickle.loads(body, buffers=buffers)

@@ -32,6 +32,7 @@ import logging
 import math
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -48,6 +49,7 @@ from recsys.publishing.catalogue import RANKED_RECOMMENDATIONS
 from recsys.service.blending import Recommendation
 from recsys.service.catalogue import ItemCatalogue, load_catalogue
 from recsys.service.events import OnlineEvent
+from recsys.service.loader import run_in_child
 from recsys.service.service import (
     OFFLINE_CHAIN,
     RecommendationResult,
@@ -222,9 +224,14 @@ class Storefront:
             if store is self._loaded_for:
                 return
             try:
-                catalogue = load_catalogue(self.service.engine)
+                if self._loaded_for is None:
+                    catalogue = load_catalogue(self.service.engine)
+                else:
+                    # Once something is served, in a child process: its rows would stall requests.
+                    catalogue, niceness, _ = run_in_child(load_catalogue, self.service.engine)
+                    logger.info("storefront catalogue read in a child process (nice %d)", niceness)
                 examples = choose_example_visitors(self.service.engine, store)
-            except sa.exc.SQLAlchemyError as error:
+            except (sa.exc.SQLAlchemyError, BrokenProcessPool, OSError) as error:
                 logger.warning("the storefront's catalogue was not reloaded: %s", error)
                 return
             # Two reference assignments; a request may pair the new catalogue with the old

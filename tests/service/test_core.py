@@ -26,7 +26,7 @@ from recsys.publishing.tables import current_version
 from recsys.service.blending import Recommendation, blend, online_i2i
 from recsys.service.events import UserActivity, export_raw_events
 from recsys.service.fallbacks import FallbackReason
-from recsys.service.loader import CHILD_NICENESS, _read_parts_file, _write_parts_file, read_parts_in_child
+from recsys.service.loader import CHILD_NICENESS, _read_result_file, _write_result_file, read_parts_in_child
 from recsys.service.metrics import ServiceMetrics, memory_limit_bytes
 from recsys.service.service import (
     K_BOUNDING_TABLES,
@@ -594,11 +594,11 @@ def test_every_user_with_history_is_answered_personally(sqlite_copy: str) -> Non
     engine.dispose()
 
 
-def test_parts_file_round_trips_and_a_truncated_one_is_refused(db_engine: Engine, tmp_path: Path) -> None:
+def test_result_file_round_trips_and_a_truncated_one_is_refused(db_engine: Engine, tmp_path: Path) -> None:
     fill_small_db(db_engine)
     parts = read_parts(db_engine, list(CATALOGUE))
-    _write_parts_file(parts, tmp_path / "parts")
-    back = _read_parts_file(tmp_path / "parts")
+    _write_result_file(parts, tmp_path / "parts")
+    back = _read_result_file(tmp_path / "parts")
     for name, table in parts.tables.items():
         np.testing.assert_array_equal(back.tables[name].lists.items, table.lists.items)
         np.testing.assert_array_equal(back.tables[name].lists.scores, table.lists.scores)
@@ -606,4 +606,4 @@ def test_parts_file_round_trips_and_a_truncated_one_is_refused(db_engine: Engine
     buffers = tmp_path / "parts.buffers"
     buffers.write_bytes(buffers.read_bytes()[:-1])
     with pytest.raises(EOFError, match="ended before its buffers"):
-        _read_parts_file(tmp_path / "parts")
+        _read_result_file(tmp_path / "parts")

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from recsys.data.prepare import ITEMS
 from recsys.evaluation.offline import LIGHT_MAX
+from recsys.publishing.catalogue import CATALOGUE
 from recsys.service.catalogue import ItemCatalogue, load_catalogue
 from recsys.service.fallbacks import FallbackReason
 from recsys.service.service import RecommendationService, UnknownItemError
@@ -198,3 +199,18 @@ def test_the_page_explains_every_fallback_reason() -> None:
     block = re.search(r"const FALLBACKS = \{(.*?)\};", script, re.S)
     assert block is not None, f"no FALLBACKS table in {SHOP_SCRIPT}"
     assert set(re.findall(r"^\s*(\w+):", block.group(1), re.M)) == set(FallbackReason)
+
+
+def test_after_a_swap_the_catalogue_is_read_in_a_child_process(
+    storefront: Storefront, published_data: PublishedData, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = storefront.catalogue
+    table = CATALOGUE["default_recommendations"]
+    table.publish(storefront.service.engine, published_data.tables[table.name])
+    assert storefront.service.reload().changed
+    with caplog.at_level("INFO", logger="recsys.service.storefront"):
+        storefront.refresh()
+    assert "storefront catalogue read in a child process" in caplog.text
+    assert storefront.catalogue is not before
+    for name in ("item_ids", "category_ids", "parent_ids", "root_ids", "depths", "prices", "available"):
+        np.testing.assert_array_equal(getattr(storefront.catalogue, name), getattr(before, name))
