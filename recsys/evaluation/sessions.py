@@ -130,6 +130,15 @@ def session_replay(
     )
 
 
+def first_hit_ranks(recommendations: pd.DataFrame, replay: SessionReplay, task: str) -> pd.Series:
+    """The best rank of a ``task`` target in each list (``prefix_id, item_id, rank``): one value per
+    prefix with a target, ``prefix_id`` ascending, ``inf`` where the list has none."""
+    targets = replay.targets[task]
+    found = targets.merge(recommendations[["prefix_id", "item_id", "rank"]], on=["prefix_id", "item_id"])
+    best = found.groupby("prefix_id")["rank"].min().astype(np.float64)
+    return best.reindex(np.unique(targets["prefix_id"].to_numpy()), fill_value=np.inf)
+
+
 def session_metrics(
     recommendations: pd.DataFrame, replay: SessionReplay, cutoffs: Sequence[int] = CUTOFFS
 ) -> dict[str, float]:
@@ -139,10 +148,8 @@ def session_metrics(
     """
     result: dict[str, float] = {}
     for task in TASKS:
-        targets = replay.targets[task]
-        found = targets.merge(recommendations[["prefix_id", "item_id", "rank"]], on=["prefix_id", "item_id"])
-        best = found.groupby("prefix_id")["rank"].min()
-        n = targets["prefix_id"].nunique()
+        best = first_hit_ranks(recommendations, replay, task).to_numpy()
+        n = best.size
         for k in cutoffs:
             within = best[best <= k]
             # No prefix with a target: the rates are undefined, not zero.

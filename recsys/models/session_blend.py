@@ -121,6 +121,14 @@ class SessionBlendModel(VSKNNModel):
         variant.config = weights
         return variant
 
+    def with_category(self, category: CategoryPopularModel) -> SessionBlendModel:
+        """This fitted model with another fitted category model (its settings go in the config);
+        V-SKNN's fitted arrays are shared, not copied."""
+        variant = copy.copy(self)
+        variant.category = category
+        variant.config = self.config.model_copy(update={"category": category.config})
+        return variant
+
     def neighbours_of(
         self, items_newest_first: npt.ArrayLike, timestamp: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
-from recsys.evaluation.sessions import recently_seen, replay_online, session_metrics, session_replay
+from recsys.evaluation.sessions import (
+    first_hit_ranks,
+    recently_seen,
+    replay_online,
+    session_metrics,
+    session_replay,
+)
 
 T0 = pd.Timestamp("2015-09-05")
 
@@ -76,6 +84,7 @@ def test_metrics_count_the_first_target_found() -> None:
     assert metrics["cart_hr@10"] == pytest.approx(1 / 3)
     assert metrics["cart_mrr@20"] == pytest.approx((1 + 1 / 12) / 3)
     assert metrics["cart_prefixes"] == 3
+    assert first_hit_ranks(lists, replay, "cart").tolist() == [1.0, 12.0, math.inf]
 
 
 def test_recently_seen_and_online_replay_agree_on_a_reminder_recommender() -> None:

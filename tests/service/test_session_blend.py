@@ -13,6 +13,7 @@ import pytest
 
 from recsys.models.i2i import ItemToItemConfig
 from recsys.models.session_blend import SessionBlendModel, SessionBlendWeights
+from recsys.models.session_category import CategoryPopularConfig, CategoryPopularModel
 from recsys.publishing.catalogue import USER_HISTORIES
 from recsys.service.blending import (
     ONLINE_I2I,
@@ -432,3 +433,17 @@ def test_with_weights_shares_the_fitted_model_but_refuses_other_vsknn_settings()
     assert variant.sessions is model.sessions
     with pytest.raises(ValueError, match="sample_size"):
         model.with_weights(weights(sample_size=7))
+
+
+def test_with_category_swaps_the_category_model_and_keeps_the_sessions() -> None:
+    model = fitted_session_model()
+    data = past_sessions()
+    data.items["category_id"] = 1.0
+    category = CategoryPopularModel(CategoryPopularConfig(n_recent=1, half_life_days=30.0)).fit(data)
+    variant = model.with_category(category)
+    assert variant.category is category and variant.sessions is model.sessions
+    assert variant.config.category == category.config and model.config.category == CategoryPopularConfig()
+    # The variant is consistent: other blend weights can be set on it, V-SKNN's stay refused.
+    assert (
+        variant.with_weights(variant.config.model_copy(update={"category_weight": 2.0})).category is category
+    )
