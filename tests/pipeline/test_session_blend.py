@@ -1,12 +1,13 @@
-"""The session blend tuner's cart rule: a weighting passes only if its validation cart hits
-beat the reference's by a margin for chance."""
+"""The session blend tuner's cart rule: a weighting that may miss where the reference hits passes
+only if its validation cart hits beat the reference's by a margin for chance."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from recsys.pipeline.session_blend import at_least_as_good
+from recsys.pipeline.session_blend import at_least_as_good, holds_items
 
 
 def hits(*values: int) -> np.ndarray:
@@ -16,22 +17,41 @@ def hits(*values: int) -> np.ndarray:
 @pytest.mark.parametrize(
     ("candidate", "reference", "passes"),
     [
-        # Hits exactly where the reference does (e.g. the strip first): always passes.
-        (hits(1, 0, 1, 0), hits(1, 0, 1, 0), True),
-        # Gains one prefix, loses another: equal rates, but by chance; refused.
+        # Ties everywhere: the pseudo-miss is not outweighed (no evidence is no licence).
+        (hits(1, 0, 1, 0), hits(1, 0, 1, 0), False),
+        # Gains one prefix, loses another: refused.
         (hits(1, 0, 1, 0, 0, 0), hits(1, 1, 0, 0, 0, 0), False),
-        # One gain of four: mean 0.25, standard error 0.25, bound 0: passes.
-        (hits(1, 0, 0, 0), hits(0, 0, 0, 0), True),
-        # Eight gains, one loss in a hundred prefixes: mean 0.07, error 0.029: passes.
+        # Four gains of five, plus the pseudo-miss: mean 0.5, standard error 0.34: passes.
+        (hits(1, 1, 1, 1, 0), hits(0, 0, 0, 0, 0), True),
+        # Eight gains, one loss in a hundred: with the pseudo-miss mean 0.059, error 0.031: passes.
         (hits(*[1] * 8, 0, *[0] * 91), hits(*[0] * 8, 1, *[0] * 91), True),
-        # Two gains, one loss in a hundred prefixes: mean 0.01, error 0.017: refused.
-        (hits(1, 1, 0, *[0] * 97), hits(0, 0, 1, *[0] * 97), False),
-        # A single prefix: no error to estimate; the plain comparison.
-        (hits(0), hits(0), True),
-        (hits(0), hits(1), False),
+        # Three gains, one loss in a hundred: mean 0.0099, error 0.022: refused.
+        (hits(1, 1, 1, 0, *[0] * 96), hits(0, 0, 0, 1, *[0] * 96), False),
     ],
 )
 def test_cart_rule_needs_a_margin_for_chance(
     candidate: np.ndarray, reference: np.ndarray, passes: bool
 ) -> None:
-    assert at_least_as_good(candidate, reference) is passes
+    assert at_least_as_good(candidate, reference, keeps_reference=False) is passes
+
+
+def test_a_weighting_that_keeps_the_reference_items_passes() -> None:
+    # It cannot miss where the reference hits, whatever the validation shows.
+    assert at_least_as_good(hits(0, 0), hits(0, 0), keeps_reference=True)
+    # No validation cart at all: nothing to compare.
+    assert at_least_as_good(hits(), hits(), keeps_reference=False)
+
+
+def lists(rows: list[tuple[int, int, int]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["prefix_id", "item_id", "rank"])
+
+
+def test_holds_items_compares_the_top_k_on_the_given_prefixes() -> None:
+    reference = lists([(0, 5, 1), (0, 6, 2), (1, 7, 1), (2, 9, 1)])
+    # Prefix 0: both items within the top 2 (in another order); prefix 1: item 7 at rank 3.
+    candidate = lists([(0, 6, 1), (0, 5, 2), (1, 8, 1), (1, 4, 2), (1, 7, 3)])
+    assert holds_items(candidate, reference, [0], k=2)
+    assert not holds_items(candidate, reference, [0, 1], k=2)
+    # Prefix 2 (item 9 nowhere in the candidate) is not asked about, unless given.
+    assert holds_items(candidate, reference, [0, 1], k=3)
+    assert not holds_items(candidate, reference, [0, 1, 2], k=3)
