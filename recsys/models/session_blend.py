@@ -53,6 +53,9 @@ class SessionBlendWeights(VSKNNConfig):
         description="items viewed before the session appended, as older, to V-SKNN's query (0: none)",
     )
     strip_rank: int = Field(8, ge=1, description="1-based rank where the strip starts")
+    strip_ends: bool = Field(
+        False, description="the strip ends at strip_rank instead (it rises as the session grows)"
+    )
     covisitation_weight: float = Field(
         1.0, ge=0, description="co-visitation scores added to V-SKNN's (both scaled to their best)"
     )
@@ -75,6 +78,7 @@ BLEND_WEIGHTS = frozenset(
     {
         "strip_length",
         "strip_rank",
+        "strip_ends",
         "earlier_length",
         "earlier_rank",
         "extend_length",

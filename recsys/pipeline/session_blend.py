@@ -19,11 +19,12 @@ session's categories, popularity. The search is coordinate-wise:
    offline list of a returning visitor is the neighbours of their training history, what the
    service serves users without a published list), then ``earlier_length`` and
    ``earlier_rank`` together: best discovery MRR@20 (no strip, no reminders);
-2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together, plus the weights that
-   reproduce V-SKNN with reminders: best discovery MRR@20 among those whose cart HR@10 is at
-   least the best single method's, by a margin for chance (:func:`at_least_as_good`); if none
-   is, the best cart HR@10. The strip's ranks reach 10: a strip at ranks 9–10 still counts for
-   cart HR@10 and moves fewer discovery items.
+2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together (the strip starting at
+   ``strip_rank``, or ending at rank 10), plus the weights that reproduce V-SKNN with
+   reminders: best discovery MRR@20 among those whose cart HR@10 is at least the best single
+   method's, by a margin for chance (:func:`at_least_as_good`); if none is, the best cart
+   HR@10. The strip's ranks reach 10: a strip at ranks 9–10 still counts for cart HR@10 and
+   moves fewer discovery items.
 """
 
 from __future__ import annotations
@@ -254,6 +255,18 @@ class _Search:
             best.model_copy(update={"reminder_weight": reminder, "strip_length": length, "strip_rank": rank})
             for reminder, length, rank in product(REMINDER_WEIGHTS, STRIP_LENGTHS, STRIP_RANKS)
             if length > 0 or rank == 1
+        ]
+        # The strip ending at rank CART_K: the session's items all in the top, below discovery.
+        candidates += [
+            best.model_copy(
+                update={
+                    "reminder_weight": reminder,
+                    "strip_length": length,
+                    "strip_rank": CART_K,
+                    "strip_ends": True,
+                }
+            )
+            for reminder, length in product(REMINDER_WEIGHTS, STRIP_LENGTHS[1:])
         ]
         # V-SKNN with reminders, as a blend: the best single cart method on some shops.
         candidates.append(

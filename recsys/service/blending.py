@@ -39,7 +39,9 @@ first gap of ``session_gap_minutes``) drives the list (:func:`session_blend`):
    online sessions, then the published history; source ``viewed_before``: visitors come back
    to items they looked at) are placed from rank ``earlier_rank`` of that list;
 4. a *strip* of the session's latest ``strip_length`` distinct items not bought (source
-   ``recently_viewed``: what visitors come back to buy) is placed from rank ``strip_rank``;
+   ``recently_viewed``: what visitors come back to buy) is placed from rank ``strip_rank``,
+   or, with ``strip_ends``, so that it ends at rank ``strip_rank`` (it rises as the session
+   grows: a short session's strip takes the last slots of the top, a long one's all of them);
 5. the popular items fill what is left.
 
 The weights are the published model's, chosen on validation sessions by the pipeline
@@ -405,12 +407,14 @@ def session_blend(
     merged = blend(
         discovery, offline.without(_shown_apart(candidates, weights)), [], k, 1.0 - weights.offline_share
     )
-    for shown, length, rank in (
-        (candidates.earlier, weights.earlier_length, weights.earlier_rank),
-        (candidates.strip, weights.strip_length, weights.strip_rank),
+    for shown, length, rank, ends in (
+        (candidates.earlier, weights.earlier_length, weights.earlier_rank, False),
+        (candidates.strip, weights.strip_length, weights.strip_rank, weights.strip_ends),
     ):
-        head = min(rank - 1, len(merged))
-        merged = merged[:head] + as_recommendations(shown, min(length, k)) + merged[head:]
+        inserted = as_recommendations(shown, min(length, k))
+        first = max(1, rank - len(inserted) + 1) if ends else rank
+        head = min(first - 1, len(merged))
+        merged = merged[:head] + inserted + merged[head:]
     placed = merged[:k]
     if len(placed) < k:
         seen = {r["item_id"] for r in placed}

@@ -90,6 +90,19 @@ def test_strip_sits_from_its_rank_and_discovery_keeps_the_top() -> None:
     assert [r["source"] for r in answer][:4] == [SESSION_KNN, SESSION_KNN, RECENTLY_VIEWED, RECENTLY_VIEWED]
 
 
+def test_a_strip_that_ends_at_its_rank_rises_with_the_session() -> None:
+    def answer(strip: list[int], rank: int) -> list[int]:
+        found = found_lists(candidates(RECENTLY_VIEWED, strip), candidates(SESSION_KNN, [1, 2, 3, 4, 5]))
+        ending = weights(strip_length=5, strip_rank=rank, strip_ends=True)
+        return ids(session_blend(found, Candidates.empty("ranked"), [], 7, ending))
+
+    # Ending at rank 5: two session items take ranks 4-5, four take ranks 2-5.
+    assert answer([7, 8], 5) == [1, 2, 3, 7, 8, 4, 5]
+    assert answer([7, 8, 9, 6], 5) == [1, 7, 8, 9, 6, 2, 3]
+    # More items than ranks above the end: the strip starts at the top.
+    assert answer([7, 8, 9, 6], 3) == [7, 8, 9, 6, 1, 2, 3]
+
+
 def test_earlier_items_sit_from_their_rank_and_the_strip_from_its_own() -> None:
     found = found_lists(
         candidates(RECENTLY_VIEWED, [7, 8]),
