@@ -15,7 +15,8 @@ nothing (they still take a place among the ``n_recent`` latest).
 
 It also keeps each item's price level within its category (log price in standard deviations
 of its category's, :attr:`CategoryPopularModel.price_level`): visitors keep to a price level,
-and the served blend favours candidates near the session's (:meth:`price_level_of`).
+and the served blend favours candidates near the session's (:meth:`price_level_of`: its items'
+mean, shrunk by how closely the window's sessions keep to one level, estimated at fit).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class CategoryPopularModel(SessionRecommender):
         self.shares = sp.csr_matrix((0, 0), dtype=np.float64)
         # Item code → log price in standard deviations of its category's (NaN: unknown).
         self.price_level = np.empty(0, dtype=np.float64)
+        # The sessions' mean level and the shrinkage of a session's towards it (see _price_prior).
+        self.price_prior = np.zeros(2, dtype=np.float64)
 
     def _fit(self, data: InteractionData) -> None:
         frame = data.interactions
@@ -92,16 +95,23 @@ class CategoryPopularModel(SessionRecommender):
             (popularity[items] / totals[category], (category, items)), shape=(n_categories, data.n_items)
         )
         self.price_level = _price_levels(data, self.item_category, n_categories)
+        self.price_prior = _price_prior(data, self.price_level)
 
     def price_level_of(self, items_newest_first: npt.ArrayLike) -> float:
-        """The mean price level of the session's ``n_recent`` latest distinct items with one (NaN: none)."""
+        """The price level of the session's ``n_recent`` latest distinct items with one (NaN: none):
+        their mean, shrunk towards the sessions' mean as few items tell little (see _price_prior)."""
         assert self.items is not None
         codes = self.items.transform(items_newest_first, unknown="mask")
         codes = codes[codes >= 0]
         _, first = np.unique(codes, return_index=True)
         levels = self.price_level[codes[np.sort(first)][: self.config.n_recent]]
         levels = levels[~np.isnan(levels)]
-        return float(levels.mean()) if levels.size else float("nan")
+        centre, shrinkage = self.price_prior
+        return (
+            float(centre + (levels - centre).sum() / (levels.size + shrinkage))
+            if levels.size
+            else float("nan")
+        )
 
     def price_levels(self, item_ids: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The price level of each item (NaN: unknown)."""
@@ -160,6 +170,7 @@ class CategoryPopularModel(SessionRecommender):
             "shares": self.shares.data,
             "shape": np.array(self.shares.shape, dtype=np.int64),
             "price_level": self.price_level,
+            "price_prior": self.price_prior,
         }
 
     def _restore(self, state: dict[str, npt.NDArray[Any]]) -> None:
@@ -168,6 +179,8 @@ class CategoryPopularModel(SessionRecommender):
         self.shares = sp.csr_matrix((state["shares"], state["indices"], state["indptr"]), shape=shape)
         # Versions published before price levels were kept have none: every level unknown.
         self.price_level = state.get("price_level", np.full(self.item_category.size, np.nan))
+        # Versions published before the prior: a session's level is its items' plain mean.
+        self.price_prior = state.get("price_prior", np.zeros(2, dtype=np.float64))
 
 
 def _price_levels(
@@ -194,3 +207,33 @@ def _price_levels(
         levels[priced] = (log_price[priced] - mean[category]) / spread[category]
     levels[~np.isfinite(levels)] = np.nan
     return levels
+
+
+def _price_prior(data: InteractionData, price_level: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``[centre, shrinkage]`` of the sessions' price levels, estimated on the window's sessions.
+
+    A session's items scatter around the visitor's level: ``level = visitor + noise``, with
+    variances ``between`` (visitors) and ``within`` (items of one session), estimated by the
+    one-way random-effects moments over the sessions of 2+ distinct priced items. The best guess
+    of a visitor's level from ``n`` items is then ``centre + Σ(level - centre) / (n + within /
+    between)``: a single item says little when sessions are loose, much when they are tight.
+    Shrinkage is 0 (the plain mean) without such sessions, and infinite (the centre: no price
+    preference to find) when the levels do not vary more between sessions than within them.
+    """
+    frame = data.interactions[["user_code", "session_index", "item_code"]].drop_duplicates()
+    levels = price_level[frame["item_code"].to_numpy()]
+    priced = ~np.isnan(levels)
+    session = frame.groupby(["user_code", "session_index"], sort=False).ngroup().to_numpy()[priced]
+    levels = levels[priced]
+    sizes = np.bincount(session)
+    sized = sizes[session] >= 2
+    session, levels = np.unique(session[sized], return_inverse=True)[1], levels[sized]
+    if not levels.size:
+        return np.zeros(2, dtype=np.float64)
+    sizes = np.bincount(session).astype(np.float64)
+    means = np.bincount(session, weights=levels) / sizes
+    within = float(((levels - means[session]) ** 2).sum() / (sizes - 1).sum())
+    centre = float(means.mean())
+    between = float(means.var(ddof=1) - (within / sizes).mean()) if means.size > 1 else 0.0
+    shrinkage = within / between if between > 0 else np.inf
+    return np.array([centre, shrinkage], dtype=np.float64)

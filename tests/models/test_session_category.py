@@ -70,3 +70,34 @@ def test_unavailable_items_are_never_recommended() -> None:
     model = CategoryPopularModel(config()).fit(window(unavailable=(2,)))
     assert scores(model, [4, 5]) == {}
     assert scores(model, [5, 2]) == pytest.approx({1: 0.4, 3: 0.2, 4: 0.5 * 2 / 3})
+
+
+def priced_window(sessions: dict[int, list[int]]) -> InteractionData:
+    """Items 1-4 in one category, log prices 0-3 (price levels (x - 1.5) / sd, sd = √1.25)."""
+    rows = [
+        (user, item, "view", 1.0, T0 + pd.Timedelta(minutes=minute), 0)
+        for user, items in sessions.items()
+        for minute, item in enumerate(items)
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event", "weight", "datetime", "session_index"])
+    catalogue = pd.DataFrame(
+        {"item_id": [1, 2, 3, 4], "available": True, "category_id": 10, "price": np.exp([0.0, 1.0, 2.0, 3.0])}
+    )
+    return InteractionData.build(frame, catalogue)
+
+
+def test_a_sessions_price_level_is_shrunk_by_how_tight_sessions_are() -> None:
+    level_of_4 = 1.5 / np.sqrt(1.25)
+    # Tight sessions (cheap 1-2, dear 3-4): within variance 0.5, between 2 - 0.5 / 2 = 1.75 (x
+    # units); one item's level is shrunk by 1 / (1 + 0.5 / 1.75), two items' by 2 / (2 + 2 / 7).
+    tight = CategoryPopularModel(config()).fit(priced_window({1: [1, 2], 2: [3, 4]}))
+    assert tight.price_prior.tolist() == pytest.approx([0.0, 2 / 7])
+    assert tight.price_level_of([4]) == pytest.approx(level_of_4 * 7 / 9)
+    assert tight.price_level_of([4, 3]) == pytest.approx((level_of_4 + level_of_4 / 3) * 7 / 16)
+    # Loose sessions (each spans the range): no price preference to find, every level the centre.
+    loose = CategoryPopularModel(config()).fit(priced_window({1: [1, 4], 2: [2, 3]}))
+    assert loose.price_level_of([4]) == pytest.approx(0.0)
+    # No session of two priced items: the plain mean (levels over the seen items 1 and 4 only).
+    single = CategoryPopularModel(config()).fit(priced_window({1: [1], 2: [4]}))
+    assert single.price_prior.tolist() == [0.0, 0.0]
+    assert single.price_level_of([4]) == pytest.approx((3.0 - 1.5) / 1.5)
