@@ -22,9 +22,11 @@ session's categories, popularity. The search is coordinate-wise:
 2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together (the strip starting at
    ``strip_rank``, or ending at rank 10), plus the weights that reproduce V-SKNN with
    reminders: best discovery MRR@20 among those whose cart HR@10 is at least the best single
-   method's, by a margin for chance (:func:`at_least_as_good`); if none is, the best cart
-   HR@10. The strip's ranks reach 10: a strip at ranks 9–10 still counts for cart HR@10 and
-   moves fewer discovery items.
+   method's, by a margin for chance (:func:`at_least_as_good`), and of those one that keeps the
+   reference's items in its top 10 unless the best beats it on discovery by a standard error of
+   the paired difference (the one-standard-error rule); if none is, the best cart HR@10. The
+   strip's ranks reach 10: a strip at ranks 9–10 still counts for cart HR@10 and moves fewer
+   discovery items.
 """
 
 from __future__ import annotations
@@ -250,7 +252,8 @@ class _Search:
     ) -> tuple[SessionBlendWeights, dict[str, float]]:
         """The strip, the reminders, and the weights that reproduce V-SKNN with reminders: the best
         discovery among those :func:`at_least_as_good` as the ``reference`` lists on cart hits
-        (else the best cart hit rate), with its metrics."""
+        (else the best cart hit rate), with its metrics; one that keeps the reference's items in
+        its top 10 is preferred unless the best beats it on discovery by a standard error."""
         candidates = [
             best.model_copy(update={"reminder_weight": reminder, "strip_length": length, "strip_rank": rank})
             for reminder, length, rank in product(REMINDER_WEIGHTS, STRIP_LENGTHS, STRIP_RANKS)
@@ -291,15 +294,51 @@ class _Search:
             hits = first_hit_ranks(lists, self.replay, "cart").to_numpy() <= CART_K
             keeps = holds_items(lists, reference, carts, CART_K)
             trials.append(
-                (weights, session_metrics(lists, self.replay), at_least_as_good(hits, reference_hits, keeps))
+                CartTrial(
+                    weights,
+                    session_metrics(lists, self.replay),
+                    at_least_as_good(hits, reference_hits, keeps),
+                    keeps,
+                    _reciprocal_ranks(lists, self.replay),
+                )
             )
-        meeting = [t for t in trials if t[2]]
-        chosen, metrics, _ = (
-            max(meeting, key=lambda t: (t[1][GOAL], t[1][CART]))
-            if meeting
-            else max(trials, key=lambda t: (t[1][CART], t[1][GOAL]))
-        )
-        return chosen, metrics
+        chosen = choose_cart_trial(trials)
+        return chosen.weights, chosen.metrics
+
+
+@dataclass(frozen=True)
+class CartTrial:
+    """One weighting's validation scores in the cart step."""
+
+    weights: SessionBlendWeights
+    metrics: dict[str, float]
+    passes: bool  # at least as good as the reference on cart hits (see at_least_as_good)
+    keeps: bool  # its top 10 holds the reference's on every cart prefix
+    discovery: npt.NDArray[np.float64]  # reciprocal rank of the discovery target, per prefix
+
+
+def choose_cart_trial(trials: list[CartTrial]) -> CartTrial:
+    """The best discovery among the trials that pass the cart rule (else the best cart hit rate);
+    one that keeps the reference's items is preferred unless the best beats it on discovery by
+    a standard error of the paired difference (the one-standard-error rule: no dropping the
+    reference's items for a gain chance explains)."""
+    meeting = [t for t in trials if t.passes]
+    if not meeting:
+        return max(trials, key=lambda t: (t.metrics[CART], t.metrics[GOAL]))
+    chosen = max(meeting, key=lambda t: (t.metrics[GOAL], t.metrics[CART]))
+    keepers = [t for t in meeting if t.keeps]
+    if keepers and not chosen.keeps:
+        keeper = max(keepers, key=lambda t: (t.metrics[GOAL], t.metrics[CART]))
+        gain = chosen.discovery - keeper.discovery
+        if gain.size < 2 or gain.mean() - gain.std(ddof=1) / np.sqrt(gain.size) <= 0:
+            return keeper
+    return chosen
+
+
+def _reciprocal_ranks(lists: pd.DataFrame, replay: SessionReplay) -> npt.NDArray[np.float64]:
+    """The reciprocal rank of the discovery target within the first ``K`` of every discovery prefix."""
+    ranks = first_hit_ranks(lists, replay, "discovery").to_numpy()
+    return np.where(ranks <= K, 1.0 / ranks, 0.0)
 
 
 def at_least_as_good(

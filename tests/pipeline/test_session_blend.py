@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.pipeline.session_blend import at_least_as_good, holds_items
+from recsys.models.session_blend import SessionBlendWeights
+from recsys.pipeline.session_blend import CartTrial, at_least_as_good, choose_cart_trial, holds_items
 
 
 def hits(*values: int) -> np.ndarray:
@@ -55,3 +56,31 @@ def test_holds_items_compares_the_top_k_on_the_given_prefixes() -> None:
     # Prefix 2 (item 9 nowhere in the candidate) is not asked about, unless given.
     assert holds_items(candidate, reference, [0, 1], k=3)
     assert not holds_items(candidate, reference, [0, 1, 2], k=3)
+
+
+def trial(
+    strip_length: int, passes: bool, keeps: bool, discovery: list[float], cart: float = 0.5
+) -> CartTrial:
+    ranks = np.array(discovery)
+    return CartTrial(
+        SessionBlendWeights(strip_length=strip_length),
+        {"discovery_mrr@20": float(ranks.mean()), "cart_hr@10": cart},
+        passes,
+        keeps,
+        ranks,
+    )
+
+
+def test_the_cart_step_keeps_the_reference_items_unless_dropping_them_clearly_pays() -> None:
+    keeper = trial(10, passes=True, keeps=True, discovery=[0.5, 0.0, 0.25, 0.0])
+    # Better on discovery by one prefix in four (mean gain 0.125, standard error 0.125): chance.
+    close = trial(1, passes=True, keeps=False, discovery=[1.0, 0.0, 0.25, 0.0])
+    assert choose_cart_trial([keeper, close]).weights.strip_length == 10
+    # Better on every prefix: the gain is beyond chance, the best is kept.
+    clear = trial(2, passes=True, keeps=False, discovery=[1.0, 0.5, 0.5, 0.25])
+    assert choose_cart_trial([keeper, clear]).weights.strip_length == 2
+    # A weighting that fails the cart rule is never chosen while one passes ...
+    failing = trial(3, passes=False, keeps=False, discovery=[1.0, 1.0, 1.0, 1.0])
+    assert choose_cart_trial([keeper, failing]).weights.strip_length == 10
+    # ... and with none passing, the best cart hit rate wins.
+    assert choose_cart_trial([failing, trial(5, False, False, [0.0] * 4, cart=0.9)]).weights.strip_length == 5
