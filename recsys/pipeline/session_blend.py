@@ -23,8 +23,8 @@ session's categories, popularity. The search is coordinate-wise:
    ``strip_rank``, or ending at rank 10), plus the weights that reproduce V-SKNN with
    reminders: best discovery MRR@20 among those whose cart HR@10 is at least the best single
    method's, by a margin for chance (:func:`at_least_as_good`), and of those one that keeps the
-   reference's items in its top 10 unless the best beats it on discovery by a standard error of
-   the paired difference (the one-standard-error rule); if none is, the best cart HR@10. The
+   reference's items in its top 10 unless the best beats it on discovery by more than a
+   standard error (the one-standard-error rule); if none is, the best cart HR@10. The
    strip's ranks reach 10: a strip at ranks 9–10 still counts for cart HR@10 and moves fewer
    discovery items.
 """
@@ -320,8 +320,8 @@ class CartTrial:
 def choose_cart_trial(trials: list[CartTrial]) -> CartTrial:
     """The best discovery among the trials that pass the cart rule (else the best cart hit rate);
     one that keeps the reference's items is preferred unless the best beats it on discovery by
-    a standard error of the paired difference (the one-standard-error rule: no dropping the
-    reference's items for a gain chance explains)."""
+    more than the standard error of the best's discovery MRR (Breiman's one-standard-error rule:
+    no dropping the reference's items for a gain the validation cannot resolve)."""
     meeting = [t for t in trials if t.passes]
     if not meeting:
         return max(trials, key=lambda t: (t.metrics[CART], t.metrics[GOAL]))
@@ -329,8 +329,9 @@ def choose_cart_trial(trials: list[CartTrial]) -> CartTrial:
     keepers = [t for t in meeting if t.keeps]
     if keepers and not chosen.keeps:
         keeper = max(keepers, key=lambda t: (t.metrics[GOAL], t.metrics[CART]))
-        gain = chosen.discovery - keeper.discovery
-        if gain.size < 2 or gain.mean() - gain.std(ddof=1) / np.sqrt(gain.size) <= 0:
+        ranks = chosen.discovery
+        error = ranks.std(ddof=1) / np.sqrt(ranks.size) if ranks.size > 1 else np.inf
+        if chosen.metrics[GOAL] - keeper.metrics[GOAL] <= error:
             return keeper
     return chosen
 

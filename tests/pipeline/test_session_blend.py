@@ -73,10 +73,10 @@ def trial(
 
 def test_the_cart_step_keeps_the_reference_items_unless_dropping_them_clearly_pays() -> None:
     keeper = trial(10, passes=True, keeps=True, discovery=[0.5, 0.0, 0.25, 0.0])
-    # Better on discovery by one prefix in four (mean gain 0.125, standard error 0.125): chance.
+    # Better on discovery by 0.125, less than the standard error of its MRR (0.24): unresolved.
     close = trial(1, passes=True, keeps=False, discovery=[1.0, 0.0, 0.25, 0.0])
     assert choose_cart_trial([keeper, close]).weights.strip_length == 10
-    # Better on every prefix: the gain is beyond chance, the best is kept.
+    # Better by 0.375, more than its MRR's standard error (0.16): the best is kept.
     clear = trial(2, passes=True, keeps=False, discovery=[1.0, 0.5, 0.5, 0.25])
     assert choose_cart_trial([keeper, clear]).weights.strip_length == 2
     # A weighting that fails the cart rule is never chosen while one passes ...
