@@ -22,10 +22,13 @@ Methods, each given the prefix of the running session:
   pipeline's tables, fed the visitors' test-window events one by one and asked at every prefix
   (``/online`` and the personalised endpoint: the code the service runs, not a copy).
 
-The service never shows a visitor what they bought. The single methods are scored under the same
-rule (their lists made ``DEPTH`` deep, what the visitor bought up to the prefix's last event
-taken out, the first ``K`` kept: the headline comparison, as the quality benchmark puts the
-RecTools baselines under the product's rules) and also unfiltered (reported beside it).
+The service never shows a visitor what they bought, nor items its catalogue does not know or
+holds unavailable (the catalogue as of the cut here: the benchmark does not refresh it during
+the test window, as the daily pipeline would). The single methods are scored under the same
+rules (their lists made ``DEPTH`` deep, what the visitor bought up to the prefix's last event
+and the items unknown or unavailable at the cut taken out, the first ``K`` kept: the headline
+comparison, as the quality benchmark puts the RecTools baselines under the product's rules)
+and also unfiltered (reported beside it).
 
 Usage::
 
@@ -46,6 +49,7 @@ from itertools import count
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from common import record
 from quality_benchmark import catalogue_at, load_prepared
@@ -77,7 +81,8 @@ from recsys.storage.database import create_db_engine
 
 K = 20
 # The single methods' lists are made this deep, so that K are left once the items the visitor
-# bought are taken out (the product's rule, which the service applies).
+# bought and those the catalogue does not show are taken out (the product's rules, which the
+# service applies).
 DEPTH = 2 * K
 SHOWN = [
     f"{task}_{metric}@{k}" for task in ("discovery", "cart") for metric in ("hr", "mrr") for k in (10, 20)
@@ -136,7 +141,10 @@ def service_lists(
         service.close()
 
 
-RULES = "under the product's rules (nothing the visitor bought before the prefix's end)"
+RULES = (
+    "under the product's rules (nothing the visitor bought before the prefix's end, nothing unknown "
+    "or unavailable in the catalogue at the cut)"
+)
 UNFILTERED = "unfiltered"
 
 
@@ -152,12 +160,16 @@ def bought_before(replay: SessionReplay, interactions: pd.DataFrame) -> pd.DataF
     return joined.loc[joined["datetime"] <= joined["end"], ["prefix_id", "item_id"]].drop_duplicates()
 
 
-def cut_to(found: pd.DataFrame, k: int, bought: pd.DataFrame | None) -> pd.DataFrame:
-    """A method's ``prefix_id, item_id, rank`` lists: without ``bought`` (if given), ranks renumbered,
-    the first ``k`` of each prefix."""
+def cut_to(
+    found: pd.DataFrame, k: int, bought: pd.DataFrame | None, shown: npt.NDArray[np.int64] | None
+) -> pd.DataFrame:
+    """A method's ``prefix_id, item_id, rank`` lists: without ``bought`` (if given) and with only
+    the ``shown`` items (if given), ranks renumbered, the first ``k`` of each prefix."""
     if bought is not None:
         marked = found.merge(bought.assign(bought=True), on=["prefix_id", "item_id"], how="left")
         found = marked[marked["bought"].isna()].drop(columns="bought")
+    if shown is not None:
+        found = found[found["item_id"].isin(shown)]
     found = found.sort_values(["prefix_id", "rank"], kind="stable")
     found = found.assign(rank=found.groupby("prefix_id").cumcount() + 1)
     return found[found["rank"] <= k]
@@ -243,7 +255,11 @@ def main() -> None:
         cut = pd.Timestamp(interactions["datetime"].max()) - pd.Timedelta(days=args.test_days)
         train = interactions[interactions["datetime"] < cut]
         test = interactions[interactions["datetime"] >= cut]
-        data = InteractionData.build(train, catalogue_at(engine, cut), now=cut)
+        catalogue = catalogue_at(engine, cut)
+        data = InteractionData.build(train, catalogue, now=cut)
+        # What the service may show: items of the catalogue at the cut not marked unavailable.
+        hidden = catalogue["available"].eq(False).fillna(False).to_numpy(dtype=bool)
+        shown = catalogue.loc[~hidden, "item_id"].to_numpy(dtype=np.int64)
         print(f"pipeline at the cut {cut:%Y-%m-%d %H:%M} …", flush=True)
         settings = run_pipeline_at(raw_dir, work / "pipeline", cut)
         if args.keep is not None:
@@ -319,7 +335,9 @@ def main() -> None:
     views = {
         view: metrics_table(
             {
-                name: found if name in served_names else cut_to(found, K, bought if view == RULES else None)
+                name: found
+                if name in served_names
+                else cut_to(found, K, *((bought, shown) if view == RULES else (None, None)))
                 for name, found in lists.items()
             },
             replay,
