@@ -6,7 +6,9 @@ what its visitors view next. For a prefix, each of its ``n_recent`` latest disti
 for its (leaf) category with ``0.5 ** (back / recency_half_life)`` (``back`` = 0 for the latest
 item), and an item's score is ``Σ_c vote(c) × share(item | c)``, with ``share`` the item's
 time-decayed, event-weighted popularity (as :class:`~recsys.models.popular.PopularModel`'s)
-over its category's: the probability of the item given the session's category mix.
+over its category's: the probability of the item given the session's category mix. A
+visitor's events may be down-weighted by how many they made (``visitor_exponent``), so that a
+few heavy visitors or bots do not decide a thin category's ranking.
 
 The model keeps each category's ``top_items`` most popular available items as a sparse
 categories × items matrix, so a prefix costs one sparse row times that matrix: at most
@@ -48,6 +50,13 @@ class CategoryPopularConfig(SessionConfig):
     recency_half_life: float = Field(1.0, gt=0, description="an item n places back votes 0.5 ** (n / this)")
     top_items: int = Field(100, ge=1, description="most popular items kept per category")
     half_life_days: float | None = Field(7.0, gt=0, description="popularity halves after this many days")
+    visitor_exponent: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="each event weighs (its visitor's events in the window) ** -this: 0 counts events, "
+        "1 gives every visitor one vote in all (a bot's thousands of views count as one visitor's)",
+    )
 
 
 class CategoryPopularModel(SessionRecommender):
@@ -73,6 +82,9 @@ class CategoryPopularModel(SessionRecommender):
         if self.config.half_life_days is not None:
             age_days = (data.now - frame["datetime"]).dt.total_seconds().to_numpy() / 86_400
             weights = weights * np.exp2(-age_days / self.config.half_life_days)
+        if self.config.visitor_exponent > 0:
+            users = frame["user_code"].to_numpy()
+            weights = weights * np.bincount(users)[users] ** -self.config.visitor_exponent
         popularity = np.bincount(frame["item_code"].to_numpy(), weights=weights, minlength=data.n_items)
         raw = data.items["category_id"].reindex(data.item_codes.ids).to_numpy(dtype=np.float64)
         has_category = ~np.isnan(raw)

@@ -10,9 +10,10 @@ is served. The single methods are scored on the same prefixes, from the same can
 recently seen (the strip), V-SKNN with and without reminders, co-visitation, popular in the
 session's categories, popularity. The search is coordinate-wise:
 
-1. ``category_weight``, then the category model's settings (popularity's half-life, how many
-   of the session's latest items vote for their categories and how fast their votes fade: the
-   candidates computed again for each), then ``category_weight`` again, then ``price_weight``
+1. ``category_weight``, then the category model's settings (popularity's half-life, how much a
+   visitor's many events count, how many of the session's latest items vote for their
+   categories and how fast their votes fade: the candidates computed again for each), then
+   ``category_weight`` again, then ``price_weight``
    and ``price_width`` together, then ``category_weight`` again (the price fit reorders what it
    adds), then ``covisitation_weight``, then ``extend_length`` (the candidates computed again
    for each value, with ``category_weight`` chosen again for each), then ``offline_share`` (the
@@ -76,6 +77,7 @@ EXTEND_LENGTHS = (0, 3, 10)
 HALF_LIFE_DAYS = (3.0, 7.0, 14.0, 30.0)
 VOTING_ITEMS = (1, 3, 5, 10)
 VOTE_HALF_LIVES = (0.5, 1.0, 3.0, 10.0)
+VISITOR_EXPONENTS = (0.0, 0.5, 1.0)
 STRIP_LENGTHS = (0, 1, 2, 3, 5, 10)
 STRIP_RANKS = (1, 2, 4, 8, 9, 10)
 GOAL = "discovery_mrr@20"
@@ -211,10 +213,12 @@ class _Search:
         return [replace(p, candidates=self.catalogue.candidates(p, model)) for p in self.prefixes]
 
     def tune_category(self, best: SessionBlendWeights) -> SessionBlendWeights:
-        """The category model's settings (popularity's half-life, then how many latest items vote
-        and how fast their votes fade), each scored on its own candidates; the best kept."""
+        """The category model's settings (popularity's half-life, how much a visitor's many events
+        count, then how many latest items vote and how fast their votes fade), each scored on its
+        own candidates; the best kept."""
         for settings in (
             [{"half_life_days": days} for days in HALF_LIFE_DAYS],
+            [{"visitor_exponent": exponent} for exponent in VISITOR_EXPONENTS],
             [
                 {"n_recent": n, "recency_half_life": h}
                 for n, h in product(VOTING_ITEMS, VOTE_HALF_LIVES)

@@ -58,6 +58,20 @@ def test_category_popularity_by_hand() -> None:
     assert scores(reminding, [3, 4]) == pytest.approx({4: 2 / 3, 5: 1 / 3, 1: 0.2, 2: 0.2})
 
 
+def test_visitor_exponent_gives_every_visitor_one_vote() -> None:
+    # Each event weighs 1 / (its visitor's events): A's three 1/3, B's two 1/2, C's three 1/3.
+    # 1: 2/3, 2: 5/6, 3: 1/3 (category 10: 11/6); 4: 5/6, 5: 1/3 (category 20: 7/6). Item 2,
+    # viewed by a visitor of fewer events, now ranks above 1 (tied when events count alike).
+    model = CategoryPopularModel(config(visitor_exponent=1.0)).fit(window())
+    assert scores(model, [3, 4]) == pytest.approx({5: 2 / 7, 2: 0.5 * 5 / 11, 1: 0.5 * 4 / 11})
+    # Half-way: weights n ** -0.5.
+    half = CategoryPopularModel(config(visitor_exponent=0.5)).fit(window())
+    one, two = 2 / np.sqrt(3), 1 / np.sqrt(3) + 1 / np.sqrt(2)
+    total = one + two + 1 / np.sqrt(3)
+    assert scores(half, [3])[2] == pytest.approx(two / total)
+    assert scores(half, [3])[1] == pytest.approx(one / total)
+
+
 def test_items_without_category_take_a_place_but_vote_for_nothing() -> None:
     model = CategoryPopularModel(config(remind=True)).fit(window())
     # 7 (latest, no category) is back 0, so 6 votes 0.5 for category 30 (6 alone: share 1).
