@@ -146,9 +146,22 @@ def session_metrics(
 
     Keys are ``<task>_hr@k`` / ``<task>_mrr@k``, plus ``<task>_prefixes``.
     """
+    return metrics_of_ranks(task_hit_ranks(recommendations, replay), cutoffs)
+
+
+def task_hit_ranks(
+    recommendations: pd.DataFrame, replay: SessionReplay
+) -> dict[str, npt.NDArray[np.float64]]:
+    """:func:`first_hit_ranks` of every task, as arrays (``inf``: no target in the list)."""
+    return {task: first_hit_ranks(recommendations, replay, task).to_numpy() for task in TASKS}
+
+
+def metrics_of_ranks(
+    ranks: dict[str, npt.NDArray[np.float64]], cutoffs: Sequence[int] = CUTOFFS
+) -> dict[str, float]:
+    """:func:`session_metrics` from the first-hit ranks of every task (:func:`task_hit_ranks`)."""
     result: dict[str, float] = {}
-    for task in TASKS:
-        best = first_hit_ranks(recommendations, replay, task).to_numpy()
+    for task, best in ranks.items():
         n = best.size
         for k in cutoffs:
             within = best[best <= k]

@@ -42,7 +42,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from recsys.evaluation.sessions import SessionReplay, first_hit_ranks, session_metrics, session_replay
+from recsys.evaluation.sessions import (
+    SessionReplay,
+    first_hit_ranks,
+    metrics_of_ranks,
+    session_metrics,
+    session_replay,
+    task_hit_ranks,
+)
 from recsys.models.dataset import PURCHASE_EVENTS, InteractionData
 from recsys.models.i2i import ItemToItemConfig, user_histories
 from recsys.models.popular import PopularModel
@@ -134,27 +141,12 @@ def tune_session_blend(
         If the window leaves no training days or no validation session with a target.
     """
     base = base or SessionBlendWeights()
-    interactions = data.interactions.drop(columns=["user_code", "item_code"])
-    start = pd.Timestamp(interactions["datetime"].max()) - pd.Timedelta(days=validation_days)
-    before = interactions[interactions["datetime"] < start]
-    if before.empty:
-        raise ValueError(f"no training days before the validation start {start}: use fewer validation days")
-    train = InteractionData.build(before, data.items.reset_index(), now=start)
-    validation = interactions[interactions["datetime"] >= start]
-    sessions = validation[["user_id", "session_index"]].drop_duplicates()
-    replayed = validation
-    if len(sessions) > max_sessions:
-        sessions = sessions.sample(max_sessions, random_state=seed)
-        replayed = validation.merge(sessions, on=["user_id", "session_index"])
-    replay = session_replay(replayed)
-    if len(replay.prefixes) > max_prefixes:
-        replay = replay.subset(replay.prefixes["prefix_id"].sample(max_prefixes, random_state=seed))
-    model = SessionBlendModel(base).fit(train)
-    base = base.model_copy(update={"extend_length": 0})
-    catalogue = _Catalogue.of(train, n_similar)
-    search = _Search(
-        replay, catalogue, train, model, _prefixes(replay, catalogue, model.with_weights(base), validation)
+    search = BlendSearch.on_validation(
+        data, validation_days, n_similar, max_sessions, max_prefixes, base, seed
     )
+    replay = search.replay
+    # The candidates are V-SKNN's on the session alone until tune_extend tries extensions.
+    base = base.model_copy(update={"extend_length": 0})
     logger.info("session blend: %d validation prefixes", len(search.prefixes))
     single = single_lists(search.prefixes)
     singles = {name: session_metrics(lists, replay) for name, lists in single.items()}
@@ -182,17 +174,17 @@ def tune_session_blend(
         if length > 0 or rank == 1
     ]
     best = max(earlier, key=lambda weights: score(weights)[GOAL])
-    chosen, metrics = search.choose_for_cart(best, single[reference])
-    result = {f"validation_{name}": value for name, value in metrics.items()}
+    chosen = choose_cart_trial(search.cart_trials(best, single[reference]))
+    result = {f"validation_{name}": value for name, value in chosen.metrics.items()}
     for name, found in singles.items():
         result[f"validation_{name}_{GOAL}"] = found[GOAL]
         result[f"validation_{name}_{CART}"] = found[CART]
-    logger.info("session blend weights: %s", chosen.model_dump(include=set(BLEND_WEIGHTS)))
-    return chosen, result
+    logger.info("session blend weights: %s", chosen.weights.model_dump(include=set(BLEND_WEIGHTS)))
+    return chosen.weights, result
 
 
 @dataclass
-class _Search:
+class BlendSearch:
     """The validation prefixes with the candidates of the current model, and the steps of the
     search that compute them again (other category settings, other query extensions)."""
 
@@ -201,6 +193,44 @@ class _Search:
     train: InteractionData
     model: SessionBlendModel
     prefixes: list[_Prefix]
+    # The candidates with V-SKNN's query the session alone (as before tune_extend).
+    unextended: list[_Prefix]
+
+    @classmethod
+    def on_validation(
+        cls,
+        data: InteractionData,
+        validation_days: float,
+        n_similar: int,
+        max_sessions: int,
+        max_prefixes: int,
+        base: SessionBlendWeights,
+        seed: int = 0,
+    ) -> BlendSearch:
+        """The last ``validation_days`` of ``data`` replayed (see :func:`tune_session_blend`), with
+        the candidates of ``base``'s V-SKNN (its query not extended) fitted on the days before."""
+        interactions = data.interactions.drop(columns=["user_code", "item_code"])
+        start = pd.Timestamp(interactions["datetime"].max()) - pd.Timedelta(days=validation_days)
+        before = interactions[interactions["datetime"] < start]
+        if before.empty:
+            raise ValueError(
+                f"no training days before the validation start {start}: use fewer validation days"
+            )
+        train = InteractionData.build(before, data.items.reset_index(), now=start)
+        validation = interactions[interactions["datetime"] >= start]
+        sessions = validation[["user_id", "session_index"]].drop_duplicates()
+        replayed = validation
+        if len(sessions) > max_sessions:
+            sessions = sessions.sample(max_sessions, random_state=seed)
+            replayed = validation.merge(sessions, on=["user_id", "session_index"])
+        replay = session_replay(replayed)
+        if len(replay.prefixes) > max_prefixes:
+            replay = replay.subset(replay.prefixes["prefix_id"].sample(max_prefixes, random_state=seed))
+        model = SessionBlendModel(base).fit(train)
+        catalogue = _Catalogue.of(train, n_similar)
+        unextended = model.with_weights(base.model_copy(update={"extend_length": 0}))
+        prefixes = _prefixes(replay, catalogue, unextended, validation)
+        return cls(replay, catalogue, train, model, prefixes, prefixes)
 
     def score(self, weights: SessionBlendWeights, prefixes: list[_Prefix] | None = None) -> dict[str, float]:
         """The blend's metrics with ``weights`` on ``prefixes`` (default: the current candidates)."""
@@ -251,13 +281,9 @@ class _Search:
         _, self.prefixes, best = max(found, key=lambda trial: trial[0])
         return best
 
-    def choose_for_cart(
-        self, best: SessionBlendWeights, reference: pd.DataFrame
-    ) -> tuple[SessionBlendWeights, dict[str, float]]:
-        """The strip, the reminders, and the weights that reproduce V-SKNN with reminders: the best
-        discovery among those :func:`at_least_as_good` as the ``reference`` lists on cart hits
-        (else the best cart hit rate), with its metrics; one that keeps the reference's items in
-        its top 10 is preferred unless the best beats it on discovery by a standard error."""
+    def cart_trials(self, best: SessionBlendWeights, reference: pd.DataFrame) -> list[CartTrial]:
+        """The strip, the reminders, and the weights that reproduce V-SKNN with reminders, each
+        scored against the ``reference`` lists (see :func:`choose_cart_trial`)."""
         candidates = [
             best.model_copy(update={"reminder_weight": reminder, "strip_length": length, "strip_rank": rank})
             for reminder, length, rank in product(REMINDER_WEIGHTS, STRIP_LENGTHS, STRIP_RANKS)
@@ -275,39 +301,40 @@ class _Search:
             )
             for reminder, length in product(REMINDER_WEIGHTS, STRIP_LENGTHS[1:])
         ]
-        # V-SKNN with reminders, as a blend: the best single cart method on some shops.
-        candidates.append(
-            best.model_copy(
-                update={
-                    "reminder_weight": 1.0,
-                    "covisitation_weight": 0.0,
-                    "category_weight": 0.0,
-                    "price_weight": 0.0,
-                    "offline_share": 0.0,
-                    "earlier_length": 0,
-                    "strip_length": 0,
-                    "strip_rank": 1,
-                }
-            )
+        trials = [(weights, self.prefixes) for weights in candidates]
+        # V-SKNN with reminders, as a blend (the best single cart method on some shops): its query
+        # the session alone, as the single method's, on the candidates from before tune_extend.
+        vsknn = best.model_copy(
+            update={
+                "reminder_weight": 1.0,
+                "covisitation_weight": 0.0,
+                "category_weight": 0.0,
+                "price_weight": 0.0,
+                "offline_share": 0.0,
+                "earlier_length": 0,
+                "extend_length": 0,
+                "strip_length": 0,
+                "strip_rank": 1,
+            }
         )
+        trials.append((vsknn, self.unextended))
         carts = self.replay.targets["cart"]["prefix_id"].unique()
         reference_hits = first_hit_ranks(reference, self.replay, "cart").to_numpy() <= CART_K
-        trials = []
-        for weights in candidates:
-            lists = blend_lists(self.prefixes, weights)
-            hits = first_hit_ranks(lists, self.replay, "cart").to_numpy() <= CART_K
+        scored = []
+        for weights, prefixes in trials:
+            lists = blend_lists(prefixes, weights)
+            ranks = task_hit_ranks(lists, self.replay)
             keeps = holds_items(lists, reference, carts, CART_K)
-            trials.append(
+            scored.append(
                 CartTrial(
                     weights,
-                    session_metrics(lists, self.replay),
-                    at_least_as_good(hits, reference_hits, keeps),
+                    metrics_of_ranks(ranks),
+                    at_least_as_good(ranks["cart"] <= CART_K, reference_hits, keeps),
                     keeps,
-                    _reciprocal_ranks(lists, self.replay),
+                    np.where(ranks["discovery"] <= K, 1.0 / ranks["discovery"], 0.0),
                 )
             )
-        chosen = choose_cart_trial(trials)
-        return chosen.weights, chosen.metrics
+        return scored
 
 
 @dataclass(frozen=True)
@@ -338,12 +365,6 @@ def choose_cart_trial(trials: list[CartTrial]) -> CartTrial:
         if chosen.metrics[GOAL] - keeper.metrics[GOAL] <= error:
             return keeper
     return chosen
-
-
-def _reciprocal_ranks(lists: pd.DataFrame, replay: SessionReplay) -> npt.NDArray[np.float64]:
-    """The reciprocal rank of the discovery target within the first ``K`` of every discovery prefix."""
-    ranks = first_hit_ranks(lists, replay, "discovery").to_numpy()
-    return np.where(ranks <= K, 1.0 / ranks, 0.0)
 
 
 def at_least_as_good(

@@ -1,5 +1,6 @@
 """The session blend tuner's cart rule: a weighting that may miss where the reference hits passes
-only if its validation cart hits beat the reference's by a margin for chance."""
+only if its validation cart hits beat the reference's by a margin for chance; and its trial of
+V-SKNN with reminders is the single method's list."""
 
 from __future__ import annotations
 
@@ -7,8 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.models.dataset import InteractionData
 from recsys.models.session_blend import SessionBlendWeights
-from recsys.pipeline.session_blend import CartTrial, at_least_as_good, choose_cart_trial, holds_items
+from recsys.pipeline.session_blend import (
+    BlendSearch,
+    CartTrial,
+    at_least_as_good,
+    blend_lists,
+    choose_cart_trial,
+    holds_items,
+    single_lists,
+)
+from tests.models.conftest import clustered_interactions
+
+# V-SKNN with reminders as a blend: its neighbours and the session's own items, nothing else.
+VSKNN_BLEND = SessionBlendWeights(
+    reminder_weight=1.0, covisitation_weight=0.0, category_weight=0.0, price_weight=0.0, strip_length=0
+)
 
 
 def hits(*values: int) -> np.ndarray:
@@ -84,3 +100,27 @@ def test_the_cart_step_keeps_the_reference_items_unless_dropping_them_clearly_pa
     assert choose_cart_trial([keeper, failing]).weights.strip_length == 10
     # ... and with none passing, the best cart hit rate wins.
     assert choose_cart_trial([failing, trial(5, False, False, [0.0] * 4, cart=0.9)]).weights.strip_length == 5
+
+
+def test_the_vsknn_trial_reproduces_the_single_vsknn_when_the_query_is_extended() -> None:
+    frame, catalogue = clustered_interactions(n_events=4000)
+    # One session per visitor and day, so that validation sessions have earlier events to extend by.
+    frame = frame.assign(session_index=frame["datetime"].dt.day)
+    data = InteractionData.build(frame, catalogue)
+    extended = SessionBlendWeights(extend_length=10, category_weight=1.0)
+    search = BlendSearch.on_validation(data, 7, 20, 500, 500, extended)
+    single = single_lists(search.prefixes)["vsknn"]
+    search.prefixes = search.recomputed(search.model.with_weights(extended))
+    # The extension changes V-SKNN's lists, so the blend on the extended candidates could not
+    # reproduce the single method; the cart step's V-SKNN trial keeps every one of its items.
+    on_extended = blend_lists(search.prefixes, VSKNN_BLEND.model_copy(update={"extend_length": 10}))
+    assert not holds_items(on_extended, single, single["prefix_id"].unique(), 10)
+    vsknn = [t for t in search.cart_trials(extended, single) if t.weights.category_weight == 0]
+    assert len(vsknn) == 1
+    assert vsknn[0].keeps and vsknn[0].passes
+    assert vsknn[0].weights.extend_length == 0
+    # Its lists start with the single method's (popularity fills up the rest).
+    served = blend_lists(search.unextended, vsknn[0].weights)
+    both = single.merge(served, on=["prefix_id", "rank"], suffixes=("", "_served"))
+    assert len(both) == len(single)
+    assert (both["item_id"] == both["item_id_served"]).all()

@@ -40,7 +40,7 @@ and any size can be grown or shrunk by a factor (:func:`resolve_shape`).
 """
 
 from recsys.data.synthetic.constants import END_MS, N_PROPERTIES, SNAPSHOT_TIMESTAMPS_MS, START_MS
-from recsys.data.synthetic.generator import generate_twin
+from recsys.data.synthetic.generator import generate_twin, planted_items
 from recsys.data.synthetic.measuring import measure_raw_statistics
 from recsys.data.synthetic.scales import (
     FULL,
@@ -66,6 +66,7 @@ __all__ = [
     "TwinSummary",
     "generate_twin",
     "measure_raw_statistics",
+    "planted_items",
     "resolve_scale",
     "resolve_shape",
 ]

@@ -13,7 +13,7 @@ from recsys.data.schema import (
     ITEM_PROPERTIES,
 )
 from recsys.data.synthetic.events import simulate_events
-from recsys.data.synthetic.items import build_items
+from recsys.data.synthetic.items import Items, build_items
 from recsys.data.synthetic.properties import build_property_rows
 from recsys.data.synthetic.samplers import build_samplers
 from recsys.data.synthetic.sampling import ProgressFn
@@ -81,6 +81,14 @@ def generate_twin(
     seconds = time.perf_counter() - started
     say(f"twin {spec.name} written to {out_dir} in {seconds:.1f} s")
     return TwinSummary(out_dir=out_dir, scale=spec.name, seed=seed, files=files, rows=rows, seconds=seconds)
+
+
+def planted_items(scale: str | TwinScale = "small", seed: int = 42) -> Items:
+    """The items as :func:`generate_twin` draws them for ``scale`` and ``seed``: the planted truth
+    (weekly popularity, price levels) that no model sees, for measuring how far a model is from it."""
+    spec = resolve_scale(scale)
+    rngs = _random_streams(seed)
+    return build_items(rngs["items"], spec, build_tree(rngs["tree"], spec))
 
 
 def _silent(_message: str) -> None:
