@@ -13,16 +13,16 @@ session's categories, popularity. The search is coordinate-wise:
 1. ``category_weight``, then the category model's settings (popularity's half-life, how much a
    visitor's many events count, how many of the session's latest items vote for their
    categories and how fast their votes fade: the candidates computed again for each), then
-   ``category_weight`` again, then ``price_weight``
-   and ``price_width`` together, then ``category_weight`` again (the price fit reorders what it
-   adds), then ``covisitation_weight``, then ``extend_length`` (the candidates computed again
+   ``category_weight`` again, then ``price_weight`` and ``price_width`` together, then
+   ``category_weight`` again (the price fit reorders what it adds), then
+   ``covisitation_weight``, then ``extend_length`` (the candidates computed again
    for each value, with ``category_weight`` chosen again for each), then ``offline_share`` (the
    offline list of a returning visitor is the neighbours of their training history, what the
    service serves users without a published list), then ``earlier_length`` and
    ``earlier_rank`` together: best discovery MRR@20 (no strip, no reminders);
 2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together (the strip starting at
    ``strip_rank``, or ending at rank 10), plus the weights that reproduce V-SKNN with
-   reminders: best discovery MRR@20 among those whose cart HR@10 is at least the best single
+   reminders (its query the session alone, as the single method's): best discovery MRR@20 among those whose cart HR@10 is at least the best single
    method's, by a margin for chance (:func:`at_least_as_good`), and of those one that keeps the
    reference's items in its top 10 unless the best beats it on discovery by more than a
    standard error (the one-standard-error rule); if none is, the best cart HR@10. The
