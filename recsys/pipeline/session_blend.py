@@ -22,12 +22,12 @@ session's categories, popularity. The search is coordinate-wise:
    ``earlier_rank`` together: best discovery MRR@20 (no strip, no reminders);
 2. ``reminder_weight``, ``strip_length`` and ``strip_rank`` together (the strip starting at
    ``strip_rank``, or ending at rank 10), plus the weights that reproduce V-SKNN with
-   reminders (its query the session alone, as the single method's): best discovery MRR@20 among those whose cart HR@10 is at least the best single
-   method's, by a margin for chance (:func:`at_least_as_good`), and of those one that keeps the
-   reference's items in its top 10 unless the best beats it on discovery by more than a
-   standard error (the one-standard-error rule); if none is, the best cart HR@10. The
-   strip's ranks reach 10: a strip at ranks 9–10 still counts for cart HR@10 and moves fewer
-   discovery items.
+   reminders (its query the session alone, as the single method's): best discovery MRR@20
+   among those whose cart HR@10 is at least the best single method's, by a margin for chance
+   (:func:`at_least_as_good`), and of those one that keeps the reference's items in its top 10
+   unless the best beats it on discovery by more than a standard error (the
+   one-standard-error rule); if none is, the best cart HR@10. The strip's ranks reach 10: a
+   strip at ranks 9–10 still counts for cart HR@10 and moves fewer discovery items.
 """
 
 from __future__ import annotations
