@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from recsys.evaluation.offline import time_split
 from recsys.evaluation.operating_point import (
     COVERAGE,
+    COVERAGE_ERROR,
     NOVELTY,
     choose_strength,
+    coverage_difference_error,
     reference_targets,
     tied_with_most_accurate,
     warm_metrics,
@@ -100,3 +103,26 @@ def test_references_within_noise_of_the_best_are_tied() -> None:
     # A constant, even small, difference on every user is certain: not a tie.
     assert tied_with_most_accurate({"a": noise, "b": noise - 0.01}) == ["a"]
     assert tied_with_most_accurate({"a": noise, "b": noise.copy()}) == ["a", "b"]
+
+
+def test_coverage_meets_its_target_by_a_margin_of_its_standard_error() -> None:
+    # Strength 0.5 covers 0.22 against a target of 0.20, less than one standard error (0.03)
+    # ahead: 0.75 (0.30, ahead by 0.10 > 0.03) is the most accurate strength that surely meets it.
+    noisy = CURVE.assign(**{COVERAGE_ERROR: 0.03})
+    strength, reason = choose_strength(noisy, {COVERAGE: 0.2, NOVELTY: 3.5})
+    assert strength == 0.75
+    assert "item coverage@10 >= 0.2000 (+ 1 standard error of the difference)" in reason
+    assert choose_strength(CURVE.assign(**{COVERAGE_ERROR: 0.01}), {COVERAGE: 0.2, NOVELTY: 3.5})[0] == 0.5
+
+
+def test_coverage_difference_error_by_hand() -> None:
+    # User 1 shows item 1, user 2 item 2; the reference shows item 1 to both. Resampling two
+    # users: both distinct (probability 1/2) covers one item more than the reference, a repeat
+    # covers as many: the difference is Bernoulli(1/2) / catalogue, standard deviation 0.5 / 10.
+    lists = _lists([1, 2], [[1], [2]])
+    reference = _lists([1, 2], [[1], [1]])
+    error = coverage_difference_error(lists, reference, [1, 2], catalogue=10, n_resamples=4000)
+    assert error == pytest.approx(0.05, rel=0.05)
+    # The same lists differ by nothing in any resample; one user leaves nothing to resample.
+    assert coverage_difference_error(lists, lists, [1, 2], catalogue=10) == 0.0
+    assert coverage_difference_error(lists, reference, [1], catalogue=10) == 0.0

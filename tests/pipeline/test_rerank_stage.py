@@ -32,7 +32,8 @@ from tests.pipeline.conftest import MOMENT
 def test_stage_publishes_lists_reranked_at_the_strength_chosen_on_validation(
     tmp_path: Path, tiny_raw_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    # Two tuning trials: the search is tested elsewhere, its 600-s budget would be most of this test.
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", tuning_max_trials=2)
     ctx = RunContext(settings, datetime.fromisoformat(MOMENT))
     load_raw_data(ctx.engine, tiny_raw_dir)
     prepare_dataset(ctx)
