@@ -61,6 +61,8 @@ QUICK_TRY_DEPTH = 30
 QUICK_TRY_ALPHAS = (0.5, 1.0, 2.0)
 ALS = "rectools_als"
 RECTOOLS = ("rectools_popular", "rectools_itemknn", ALS, "rectools_ease")
+# Fewer users in a segment than this decide nothing (the dense shop has 4 light test users).
+MIN_SEGMENT_USERS = 30
 
 
 def curve_name(strength: float) -> str:
@@ -157,6 +159,8 @@ def default_vs_baselines(
                 seed=args.seed,
             ).loc[best]
             verdict = "met" if found["ratio"] >= 1.1 else "not met"
+            if rows.sum() < MIN_SEGMENT_USERS:
+                verdict = f"{verdict}, but too few users to judge"
             lines.append(
                 f"  - {segment} ({int(rows.sum())} user-folds) {metric} vs the best baseline of the segment "
                 f"({best}: {values[best].mean():.4f}): {found['ratio']:.2f}× [95% CI {found['low']:.2f}, "
