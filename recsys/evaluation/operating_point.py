@@ -99,12 +99,15 @@ def rerank_curve(
     difference from it (``COVERAGE_ERROR``, see :func:`coverage_difference_error`)."""
     warm = split.segments.index[split.segments != "cold"].to_numpy()
     catalogue = split.train["item_id"].nunique()
+    # One draw of resamples for every strength, and the reference's coverage in each, once.
+    resamples = _Resamples.draw(warm)
+    baseline = None if reference is None else resamples.covered(reference)
     rows = {}
     for strength in strengths:
         lists = reranker.rerank(pool, K, strength=strength)
         rows[strength] = warm_metrics(lists, split)
-        if reference is not None:
-            rows[strength][COVERAGE_ERROR] = coverage_difference_error(lists, reference, warm, catalogue)
+        if baseline is not None:
+            rows[strength][COVERAGE_ERROR] = resamples.error(lists, baseline, catalogue)
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("strength")
 
 
@@ -121,26 +124,42 @@ def coverage_difference_error(
     Both are top lists (``user_id, item_id, rank``); coverage is the share of the ``catalogue``
     in the top 10 of the resampled users, as :func:`warm_metrics` measures it.
     """
-    users = np.asarray(users)
-    if users.size < 2:
-        return 0.0
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(users.size, np.full(users.size, 1.0 / users.size), size=n_resamples)
-    covered = [_covered_per_resample(frame, users, weights) for frame in (lists, reference)]
-    return float(np.std((covered[0] - covered[1]) / max(catalogue, 1), ddof=1))
+    resamples = _Resamples.draw(users, n_resamples, seed)
+    return resamples.error(lists, resamples.covered(reference), catalogue)
 
 
-def _covered_per_resample(
-    lists: pd.DataFrame, users: npt.NDArray[Any], weights: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
-    """Distinct items in the top ``K`` of each resample of ``users`` (rows of ``weights``: counts)."""
-    top = lists[(lists["rank"] <= K) & lists["user_id"].isin(users)]
-    rows = pd.Index(users).get_indexer(top["user_id"])
-    items, columns = np.unique(top["item_id"].to_numpy(), return_inverse=True)
-    shown = sp.csr_matrix((np.ones(rows.size), (rows, columns)), shape=(users.size, items.size))
-    # Resample × items: how often each item is shown; covered where at least once.
-    counts = np.asarray(shown.T @ weights.T).T
-    return (counts > 0).sum(axis=1)
+@dataclass(frozen=True)
+class _Resamples:
+    """Bootstrap resamples of ``users``: ``weights`` (resample × user) counts each user's draws."""
+
+    users: npt.NDArray[Any]
+    weights: npt.NDArray[np.int64]
+
+    @classmethod
+    def draw(cls, users: npt.ArrayLike, n_resamples: int = COVERAGE_RESAMPLES, seed: int = 0) -> _Resamples:
+        users = np.asarray(users)
+        if users.size == 0:
+            return cls(users, np.zeros((n_resamples, 0), dtype=np.int64))
+        rng = np.random.default_rng(seed)
+        return cls(
+            users, rng.multinomial(users.size, np.full(users.size, 1.0 / users.size), size=n_resamples)
+        )
+
+    def covered(self, lists: pd.DataFrame) -> npt.NDArray[np.int64]:
+        """Distinct items in the top ``K`` of the users of each resample."""
+        top = lists[(lists["rank"] <= K) & lists["user_id"].isin(self.users)]
+        rows = pd.Index(self.users).get_indexer(top["user_id"])
+        items, columns = np.unique(top["item_id"].to_numpy(), return_inverse=True)
+        shown = sp.csr_matrix((np.ones(rows.size), (rows, columns)), shape=(self.users.size, items.size))
+        # Resample × items: how often each item is shown; covered where at least once.
+        counts = np.asarray(shown.T @ self.weights.T).T
+        return (counts > 0).sum(axis=1)
+
+    def error(self, lists: pd.DataFrame, baseline: npt.NDArray[np.int64], catalogue: int) -> float:
+        """Standard error of ``lists``' coverage minus the one ``baseline`` counts (0 with one user)."""
+        if self.users.size < 2:
+            return 0.0
+        return float(np.std((self.covered(lists) - baseline) / max(catalogue, 1), ddof=1))
 
 
 @dataclass(frozen=True)

@@ -126,3 +126,4 @@ def test_coverage_difference_error_by_hand() -> None:
     # The same lists differ by nothing in any resample; one user leaves nothing to resample.
     assert coverage_difference_error(lists, lists, [1, 2], catalogue=10) == 0.0
     assert coverage_difference_error(lists, reference, [1], catalogue=10) == 0.0
+    assert coverage_difference_error(lists, reference, [], catalogue=10) == 0.0
